@@ -1,0 +1,13 @@
+"""Model families, all registered in one registry: ``create_model(name, **kwargs)``, ``list_models()``.
+
+Every model follows one contract: ``forward_features(x)`` then ``forward_head(features)``, with
+``num_classes`` and ``in_channels`` attributes. Adding a family means adding a module below and one
+import line here.
+"""
+
+from cnnlab.models._registry import create_model, list_models, model_tags, register_model
+
+# Model family modules are imported here so that their builders register themselves.
+# (The imports are added as the families land.)
+
+__all__ = ["create_model", "list_models", "model_tags", "register_model"]

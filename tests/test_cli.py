@@ -1,0 +1,30 @@
+"""The CLI shell: help is instant (no torch import), unknown commands suggest close ones."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from cnnlab.cli import COMMANDS, cli
+
+
+def test_help_lists_every_command() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output
+
+
+def test_help_does_not_import_torch() -> None:
+    code = "import sys; from cnnlab.cli import main; main(['--help'])\n"
+    code = "import sys\ntry:\n    " + code.strip() + "\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("False")
+
+
+def test_unknown_command_suggests_a_close_one() -> None:
+    result = CliRunner().invoke(cli, ["opz"])
+    assert result.exit_code == 2
+    assert "did you mean: ops" in result.output
