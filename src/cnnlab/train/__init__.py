@@ -1,0 +1,1 @@
+"""The one training engine (loop, precision, checkpoints, distributed) shared by every task."""

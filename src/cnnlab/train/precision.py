@@ -1,0 +1,97 @@
+"""Numeric precision and memory format for training and inference, behind one small object.
+
+The loop calls the same five methods whatever the precision (nanoGPT's pattern: a no-op scaler and a
+null autocast context when disabled), so it has no precision branches. ``auto`` picks bf16 where the
+hardware runs it natively (AMX / AVX-512 BF16 CPUs, Ampere and newer GPUs) and fp32 elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU has AMX or AVX-512 BF16 (where oneDNN's bf16 convolutions are fast)."""
+    try:
+        flags = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in (" amx_bf16", " avx512_bf16"))
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """Map 'auto' to the fastest precision the device runs natively; validate the others."""
+    if requested not in PRECISIONS:
+        raise CnnlabError(f"unknown precision {requested!r}; choose from: {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        if requested == "fp16" and device.type == "cpu":
+            raise CnnlabError("--precision fp16 needs a GPU; use bf16 (or auto) on a CPU")
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return "bf16"
+    return "fp32"
+
+
+@dataclass
+class Precision:
+    """Autocast, loss scaling and memory format for one device and precision."""
+
+    name: str
+    device: torch.device
+    channels_last: bool = True
+    scaler: torch.amp.GradScaler = field(init=False)
+
+    def __post_init__(self) -> None:
+        # fp16 needs loss scaling; bf16 and fp32 do not, and a disabled scaler is a no-op.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.name == "fp16")
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Move the model to the device (and channels_last for 4D convs); weights stay fp32."""
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Move an input batch to the device in the model's memory format."""
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        if self.dtype is None:
+            yield
+            return
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            yield
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.scaler.scale(loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+
+def make_precision(requested: str, device: torch.device | str, channels_last: bool = True) -> Precision:
+    """The Precision object for a request such as 'auto' on a device such as 'cpu' or 'cuda:0'."""
+    device = torch.device(device)
+    return Precision(resolve_precision(requested, device), device, channels_last)
