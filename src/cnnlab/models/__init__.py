@@ -5,9 +5,9 @@ Every model follows one contract: ``forward_features(x)`` then ``forward_head(fe
 import line here.
 """
 
-from cnnlab.models._registry import create_model, list_models, model_tags, register_model
-
 # Model family modules are imported here so that their builders register themselves.
 # (The imports are added as the families land.)
+from cnnlab.models import mini_xception  # noqa: F401
+from cnnlab.models._registry import create_model, list_models, model_tags, register_model
 
 __all__ = ["create_model", "list_models", "model_tags", "register_model"]
