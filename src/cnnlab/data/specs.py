@@ -1,0 +1,160 @@
+"""``load_data(spec)``: turn a data spec string into a DataBundle.
+
+Accepted specs (see the README's Data section):
+  PATH/                      a class-per-folder tree (``train/`` + ``val/``, or one pool split by val_split)
+  PATH.npz                   arrays x (N, H, W, 3) uint8, y (N,), class_names, optional x_val / y_val
+  builtin:NAME[?k=v&k=v]     procedural data, no download (``builtin:shapes?n=2000&size=64``)
+  cifar10 | cifar10:test     the official CIFAR-10 binary archive, downloaded once into the cache
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from cnnlab.data.arrays import load_npz, resize_batch, split_arrays
+from cnnlab.data.bundle import DataBundle, ImageData
+from cnnlab.data.split import check_val_split
+from cnnlab.errors import CnnlabError, did_you_mean
+
+NAMED = ("cifar10", "cifar10:train", "cifar10:test")
+TASKS = ("classify", "segment")
+
+ACCEPTED = ("a folder (root/<class>/<image> or root/train|val/<class>/<image>), a .npz file (x, y, class_names), "
+            "builtin:NAME (builtin:shapes, builtin:shapes?n=2000&size=64), or cifar10 / cifar10:test")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed spec: ``kind`` is folder | npz | builtin | named; ``name`` the path or dataset name."""
+
+    kind: str
+    name: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def parse_spec(spec: str | os.PathLike) -> Spec:
+    """Classify a spec string (no data is read). Named datasets win over a same-named folder in the
+    current directory; write ``./cifar10`` to mean the folder."""
+    from cnnlab.data.builtin import BUILTINS
+
+    text = str(spec).strip()
+    if text.startswith("builtin:"):
+        name, _, query = text[len("builtin:"):].partition("?")
+        options = {}
+        for part in filter(None, query.split("&")):
+            key, eq, value = part.partition("=")
+            if not eq or not key:
+                raise CnnlabError(f"data spec {text!r}: option {part!r} must look like key=value (e.g. n=2000)")
+            options[key] = value
+        if name not in BUILTINS:
+            choices = [f"builtin:{b}" for b in BUILTINS]
+            raise CnnlabError(f"unknown builtin dataset {name!r}{did_you_mean(f'builtin:{name}', choices)}; "
+                              f"choose from: {', '.join(choices)}")
+        return Spec("builtin", name, options)
+    if text in NAMED:
+        return Spec("named", text)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return Spec("folder", str(path))
+    if path.is_file():
+        if path.suffix.lower() != ".npz":
+            raise CnnlabError(f"data file {path} is not an .npz array file; pass a .npz file or a folder of images")
+        return Spec("npz", str(path))
+    if os.sep in text or "/" in text or path.suffix or text.startswith((".", "~")):
+        raise CnnlabError(f"data path {path} does not exist; pass an existing folder or .npz file")
+    choices = list(NAMED) + [f"builtin:{b}" for b in BUILTINS]
+    raise CnnlabError(f"unknown data spec {text!r}{did_you_mean(text, choices)}; accepted: {ACCEPTED}")
+
+
+def _image_size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(s) for s in image_size)
+    if len(size) != 2 or min(size) < 1:
+        raise CnnlabError(f"image_size must be a positive int or (height, width), got {image_size!r}")
+    return size  # type: ignore[return-value]
+
+
+def load_data(spec: str | os.PathLike, task: str = "classify", *, val_split: float = 0.1, seed: int = 0,
+              image_size: int | tuple[int, int] | None = None, strict: bool = False,
+              cache_dir: str | os.PathLike | None = None, limit: int | None = None) -> DataBundle:
+    """Load a data spec into memory as uint8 tensors, split into train and val.
+
+    ``val_split`` (stratified, deterministic from ``seed``) applies where the source has no own
+    validation split. ``image_size`` (int or (H, W)) resizes every image; ``None`` keeps array sizes and
+    picks a size for folders (see ``cnnlab.data.folder``). ``strict`` turns skipped unreadable images
+    into errors. ``limit`` caps every source (train pool, val folder) at that many images, a balanced
+    subset (the first images of each class in source order), before splitting: for quick runs and tests. ``cache_dir`` is where
+    downloads live (default ``$CNNLAB_CACHE`` or ``~/.cache/cnnlab``).
+    """
+    if task not in TASKS:
+        raise CnnlabError(f"task {task!r} has no data loader here{did_you_mean(task, TASKS)}; "
+                          f"load_data supports: {', '.join(TASKS)}")
+    check_val_split(val_split)
+    size = _image_size(image_size)
+    parsed = parse_spec(spec)
+    if task == "segment" and parsed.kind != "builtin":
+        raise CnnlabError(f"task 'segment' needs masks; {parsed.kind} specs hold class labels only: use builtin:shapes")
+    if parsed.kind == "builtin":
+        return _builtin(parsed, str(spec), task, val_split, seed, size, limit)
+    if parsed.kind == "npz":
+        x, y, names, val = load_npz(Path(parsed.name), limit)
+        return _arrays(str(spec), x, y, names, val, val_split, seed, size, limit, {"source": "npz"})
+    if parsed.kind == "named":
+        from cnnlab.data.cifar10 import load_cifar10
+
+        x, y, names, test = load_cifar10(cache_dir)
+        if parsed.name == "cifar10:test":  # evaluation spec: val is the official test set, train is empty
+            return _arrays(str(spec), x[:0], y[:0], names, test, 0.0, seed, size, limit,
+                           {"source": "cifar10", "split": "official test batch"})
+        return _arrays(str(spec), x, y, names, None, val_split, seed, size, limit, {"source": "cifar10"})
+    from cnnlab.data.folder import load_folder
+
+    return load_folder(Path(parsed.name), spec=str(spec), val_split=val_split, seed=seed, image_size=size,
+                       strict=strict, limit=limit)
+
+
+def _arrays(spec: str, x: torch.Tensor, y: torch.Tensor, names: list[str],
+            val: tuple[torch.Tensor, torch.Tensor] | None, val_split: float, seed: int,
+            size: tuple[int, int] | None, limit: int | None, meta: dict) -> DataBundle:
+    """Bundle in-memory arrays: split (or use the given val arrays), cap at limit, resize."""
+    if val is None:
+        train, valid = split_arrays(x, y, None, val_split=val_split, seed=seed, limit=limit)
+        meta = {"split": f"stratified val_split={val_split} seed={seed}", **meta}
+    else:
+        train, _ = split_arrays(x, y, None, val_split=0.0, seed=seed, limit=limit)
+        valid, _ = split_arrays(*val, None, val_split=0.0, seed=seed, limit=limit)
+        meta = {"split": "given validation arrays", **meta}
+    if size is not None:
+        train = ImageData(resize_batch(train.x, size), train.y)
+        valid = ImageData(resize_batch(valid.x, size), valid.y)
+    return DataBundle(train, valid, names, int(x.shape[1]), tuple(train.x.shape[-2:]), spec, meta)
+
+
+def _builtin(parsed: Spec, spec: str, task: str, val_split: float, seed: int,
+             size: tuple[int, int] | None, limit: int | None) -> DataBundle:
+    from cnnlab.data.builtin import generate
+
+    options = dict(parsed.options)
+    if size is not None:
+        if size[0] != size[1]:
+            raise CnnlabError(f"{spec} makes square images; pass one image_size, not {size}")
+        if "size" in options and int(options["size"]) != size[0]:
+            raise CnnlabError(f"{spec} asks for size={options['size']} but image_size={size[0]}; give one of them")
+        options["size"] = str(size[0])
+    if limit is not None:  # generate no more than will be used
+        options["n"] = str(min(limit, int(options.get("n", limit))))
+    x, y, mask, names = generate(parsed.name, options, seed)
+    train, valid = split_arrays(x, y, mask, val_split=val_split, seed=seed, limit=None)
+    if task == "segment":  # targets are the masks; class 0 is the background
+        train = ImageData(train.x, train.mask.long(), train.mask)
+        valid = ImageData(valid.x, valid.mask.long(), valid.mask)
+        names = ["background", *names]
+    meta = {"source": "builtin", "builtin": parsed.name, "options": options,
+            "split": f"stratified val_split={val_split} seed={seed}",
+            "mask": "uint8 (N, H, W): 0 background, k + 1 = class k"}
+    return DataBundle(train, valid, names, 3, tuple(x.shape[-2:]), spec, meta)

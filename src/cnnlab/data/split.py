@@ -1,0 +1,64 @@
+"""Deterministic, stratified index arithmetic: train/val splits and ``limit`` subsets.
+
+Both work on label vectors only, so folder loaders can decide which files to decode before decoding.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cnnlab.errors import CnnlabError
+
+
+def check_val_split(val_split: float) -> None:
+    """val_split must leave at least one training image per class."""
+    if not 0.0 <= val_split < 1.0:
+        raise CnnlabError(f"val_split must be in [0, 1), got {val_split}; use e.g. 0.1 for 10% validation")
+
+
+def stratified_split(y: torch.Tensor, val_split: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, val) with ``round(val_split * count)`` validation rows from each class.
+
+    A class with two or more examples keeps at least one in each split when ``val_split > 0`` (so
+    every class is validated), and never gives away its last training example. Deterministic from
+    ``seed``; both index vectors are sorted so the split does not depend on how the loader ordered rows
+    beyond the labels themselves.
+    """
+    check_val_split(val_split)
+    gen = torch.Generator().manual_seed(seed)
+    train_parts, val_parts = [], []
+    for cls in torch.unique(y).tolist():
+        idx = torch.nonzero(y == cls).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        n_val = round(val_split * len(idx))
+        if val_split > 0 and len(idx) >= 2:
+            n_val = min(max(n_val, 1), len(idx) - 1)
+        else:
+            n_val = 0
+        val_parts.append(idx[:n_val])
+        train_parts.append(idx[n_val:])
+    train = torch.cat(train_parts).sort().values if train_parts else torch.zeros(0, dtype=torch.int64)
+    val = torch.cat(val_parts).sort().values if val_parts else torch.zeros(0, dtype=torch.int64)
+    return train, val
+
+
+def balanced_subset(y: torch.Tensor, limit: int | None) -> torch.Tensor:
+    """Sorted indices of at most ``limit`` rows: the first rows of each class in source order, taken
+    round-robin over classes (equal counts per class until a class runs out). ``None`` keeps everything.
+
+    Taking the *first* rows (no shuffle) means a capped array source only needs its leading rows, so a
+    ``limit`` run on a 50,000-image .npz decompresses a few thousand rows instead of all of them.
+    """
+    n = len(y)
+    if limit is None or limit >= n:
+        return torch.arange(n)
+    if limit < 1:
+        raise CnnlabError(f"limit must be a positive number of examples, got {limit}")
+    # rank of each row within its class: 0 for the first cat, 0 for the first dog, 1 for the second cat...
+    order = torch.argsort(y, stable=True)
+    sorted_labels = y[order]
+    starts = torch.searchsorted(sorted_labels, sorted_labels, right=False)
+    rank = torch.empty(n, dtype=torch.int64)
+    rank[order] = torch.arange(n) - starts
+    key = rank * n + torch.arange(n)  # sorting by (rank, position) interleaves the classes
+    return torch.argsort(key)[:limit].sort().values
