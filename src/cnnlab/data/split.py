@@ -31,10 +31,7 @@ def stratified_split(y: torch.Tensor, val_split: float, seed: int) -> tuple[torc
         idx = torch.nonzero(y == cls).flatten()
         idx = idx[torch.randperm(len(idx), generator=gen)]
         n_val = round(val_split * len(idx))
-        if val_split > 0 and len(idx) >= 2:
-            n_val = min(max(n_val, 1), len(idx) - 1)
-        else:
-            n_val = 0
+        n_val = min(max(n_val, 1), len(idx) - 1) if val_split > 0 and len(idx) >= 2 else 0
         val_parts.append(idx[:n_val])
         train_parts.append(idx[n_val:])
     train = torch.cat(train_parts).sort().values if train_parts else torch.zeros(0, dtype=torch.int64)
