@@ -7,7 +7,11 @@ import line here.
 
 # Model family modules are imported here so that their builders register themselves.
 # (The imports are added as the families land.)
-from cnnlab.models import mini_xception  # noqa: F401
+from cnnlab.models import (
+    mini_xception,  # noqa: F401
+    resnet,  # noqa: F401
+    xception,  # noqa: F401
+)
 from cnnlab.models._registry import create_model, list_models, model_tags, register_model
 
 __all__ = ["create_model", "list_models", "model_tags", "register_model"]
