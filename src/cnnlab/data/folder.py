@@ -1,0 +1,128 @@
+"""Class-per-folder image trees for classification.
+
+Layouts (class names are the folder names, sorted):
+  root/train/<class>/<image> + root/val/<class>/<image>   own validation split (same class folders)
+  root/train/<class>/<image>                              no val/: val_split of train/
+  root/<class>/<image>                                    one pool: val_split of it (stratified)
+
+Files are found recursively inside each class folder by extension. The split and ``limit`` are decided
+on the file lists, so only the files that are used get decoded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cnnlab.data.bundle import DataBundle, ImageData
+from cnnlab.data.images import (
+    GRAY_MODES,
+    IMAGE_EXTENSIONS,
+    decode_many,
+    default_size,
+    find_images,
+    probe_many,
+    warn_skipped,
+)
+from cnnlab.data.split import balanced_subset, stratified_split
+from cnnlab.errors import CnnlabError
+
+LAYOUTS = "root/<class>/<image> or root/train/<class>/<image> + root/val/<class>/<image>"
+
+
+def _class_folders(folder: Path) -> dict[str, list[Path]]:
+    """{class name: image files} for the subfolders of ``folder``, with errors that say what is missing."""
+    subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not subdirs:
+        loose = [f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS]
+        hint = f" (it holds {len(loose)} loose image(s): put them in one subfolder per class)" if loose else ""
+        raise CnnlabError(f"folder {folder} has no class subfolders{hint}; expected {LAYOUTS} with at least 2 classes")
+    classes = {d.name: find_images(d) for d in subdirs}
+    for name, files in classes.items():
+        if not files:
+            raise CnnlabError(f"class folder {folder / name} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
+                              "add images or remove the folder")
+    if len(classes) < 2:
+        only = next(iter(classes))
+        raise CnnlabError(f"folder {folder} has only one class folder ({only!r}); classification needs at least 2 "
+                          f"classes: add {folder}/<other class>/ with images")
+    return classes
+
+
+def _flatten(classes: dict[str, list[Path]], names: list[str]) -> tuple[list[Path], torch.Tensor]:
+    files = [f for name in names for f in classes[name]]
+    labels = torch.tensor([i for i, name in enumerate(names) for _ in classes[name]], dtype=torch.int64)
+    return files, labels
+
+
+def _check_same_classes(train: dict[str, list[Path]], val: dict[str, list[Path]], root: Path) -> None:
+    missing = sorted(set(train) - set(val))
+    extra = sorted(set(val) - set(train))
+    if missing:
+        raise CnnlabError(f"class(es) {', '.join(missing)} of {root / 'train'} have no folder in {root / 'val'}; "
+                          f"add {root / 'val' / missing[0]}/ with images, or remove {root / 'val'} to use a val_split")
+    if extra:
+        raise CnnlabError(f"{root / 'val'} has class folder(s) {', '.join(extra)} that {root / 'train'} lacks; "
+                          "every validation class needs training images: add them to train/ or remove them from val/")
+
+
+def _decode_split(files: list[Path], labels: torch.Tensor, size: tuple[int, int], channels: int,
+                  strict: bool) -> tuple[ImageData, list[tuple[Path, str]]]:
+    x, kept, skipped = decode_many(files, size, channels, strict=strict)
+    return ImageData(x, labels[torch.tensor(kept, dtype=torch.int64)]), skipped
+
+
+def load_folder(root: Path, *, spec: str, val_split: float, seed: int, image_size: tuple[int, int] | None,
+                strict: bool, limit: int | None) -> DataBundle:
+    """Decode a class-per-folder tree into a DataBundle (see the module doc for the layouts).
+
+    ``in_channels`` is 1 when every image is grayscale (L, 16-bit, 1-bit, LA) and 3 otherwise;
+    ``image_size=None`` picks the median shorter side capped at 128 (``images.default_size``).
+    """
+    if (root / "train").is_dir():
+        train_classes = _class_folders(root / "train")
+        names = sorted(train_classes)
+        files, labels = _flatten(train_classes, names)
+        if (root / "val").is_dir():
+            val_classes = _class_folders(root / "val")
+            _check_same_classes(train_classes, val_classes, root)
+            val_files, val_labels = _flatten(val_classes, names)
+            keep, vkeep = balanced_subset(labels, limit), balanced_subset(val_labels, limit)
+            split = "train/ and val/ folders"
+        else:
+            val_files, val_labels = files, labels
+            keep, vkeep = _pool_split(labels, val_split, seed, limit)
+            split = f"stratified val_split={val_split} seed={seed} of train/"
+    else:
+        classes = _class_folders(root)
+        names = sorted(classes)
+        files, labels = _flatten(classes, names)
+        val_files, val_labels = files, labels
+        keep, vkeep = _pool_split(labels, val_split, seed, limit)
+        split = f"stratified val_split={val_split} seed={seed}"
+    train_files, train_labels = [files[i] for i in keep], labels[keep]
+    val_files, val_labels = [val_files[i] for i in vkeep], val_labels[vkeep]
+
+    # Headers only: colour mode decides the channels, sizes the default image size.
+    ok, sizes, modes, skipped = probe_many(train_files + val_files, strict)
+    channels = 1 if modes and all(m in GRAY_MODES for m in modes) else 3
+    size = image_size or default_size(sizes)
+    train, skipped_train = _decode_split(train_files, train_labels, size, channels, strict)
+    val, skipped_val = _decode_split(val_files, val_labels, size, channels, strict)
+    skipped = skipped_train + skipped_val  # probe failures fail decoding too, so they are counted here
+    warn_skipped(skipped)
+    for name, count in zip(names, torch.bincount(train.y, minlength=len(names)).tolist(), strict=True):
+        if count == 0:
+            raise CnnlabError(f"class {name!r} has no readable training images in {root}; add readable images")
+    meta = {"source": "folder", "root": str(root), "split": split,
+            "skipped": [[str(p), reason] for p, reason in skipped],
+            "channels_rule": "1 when every image is grayscale, else 3 (RGB)"}
+    return DataBundle(train, val, names, channels, tuple(size), spec, meta)
+
+
+def _pool_split(labels: torch.Tensor, val_split: float, seed: int, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pool of files: cap at ``limit`` (balanced), then a stratified train/val split."""
+    pool = balanced_subset(labels, limit)
+    tr, va = stratified_split(labels[pool], val_split, seed)
+    return pool[tr], pool[va]
