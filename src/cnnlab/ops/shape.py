@@ -107,8 +107,8 @@ def conv_output_size(n: int, k: int, s: int = 1, p: int | tuple[int, int] = 0, d
     span = effective_kernel(k, d)
     if span > padded:
         dil = f" (kernel {k} with dilation {d})" if d > 1 else ""
-        raise CnnlabError(f"kernel spans {span} cells{dil} but the padded {axis} has only {padded} "
-                          f"({n} + padding {left}+{right}) along that axis; use a smaller kernel or "
+        raise CnnlabError(f"kernel spans {span} cells{dil} but the padded {axis} is only {padded} "
+                          f"({n} + padding {left}+{right}); use a smaller kernel or "
                           f"dilation, or pad by at least {math.ceil((span - n) / 2)} on each side")
     return (padded - span) // s + 1
 
