@@ -2,27 +2,17 @@
 
 PyTorch's ``padding="same"`` refuses strides other than 1, and symmetric padding cannot reproduce
 TensorFlow when the total is odd: TF puts the extra row/column on the right/bottom. We compute the
-pads from the input size at run time (static shapes, so torch.compile sees plain ints).
+pads from the input size at run time with ``cnnlab.ops.shape.same_padding`` (the one
+definition of the rule; static shapes, so torch.compile sees plain ints).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def same_pads(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
-    """(before, after) padding so that the output has ``ceil(size / stride)`` positions (TF rule).
-
-    total = max((ceil(size/stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0); the odd one
-    goes after (right/bottom).
-    """
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
+from cnnlab.ops.shape import same_padding
 
 
 def native_same_padding(kernel: int, stride: int, dilation: int) -> int | None:
@@ -47,7 +37,7 @@ class SamePad(nn.Module):
         pads: list[int] = []
         # F.pad lists pads from the last axis backwards: (W_before, W_after, H_before, H_after).
         for size in reversed(x.shape[-self.dims:]):
-            pads.extend(same_pads(int(size), self.kernel_size, self.stride, self.dilation))
+            pads.extend(same_padding(int(size), self.kernel_size, self.stride, self.dilation))
         if not any(pads):
             return x
         return F.pad(x, pads, value=self.value)

@@ -61,9 +61,10 @@ class PixelShuffleUp(nn.Module):
     def _icnr(self) -> None:
         # ICNR (Aitken et al. 2017): the scale**dims sub-filters of each output channel start equal,
         # so the initial upsampling is nearest-neighbour rather than a random checkerboard.
-        conv = self.conv.conv
-        sub = conv.weight[:: self.scale**self.dims].clone()  # one filter per output channel
-        conv.weight.copy_(sub.repeat_interleave(self.scale**self.dims, dim=0))
+        conv, r = self.conv.conv, self.scale**self.dims
+        for p in (conv.weight, conv.bias):  # the bias too, or the sub-pixels differ by a constant
+            if p is not None:
+                p.copy_(p[::r].clone().repeat_interleave(r, dim=0))  # one filter per output channel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
