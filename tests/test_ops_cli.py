@@ -146,3 +146,13 @@ def test_channel_and_group_errors_from_files(tmp_path, capsys) -> None:  # type:
     assert "input has 3 channels but the weights expect 2" in fails(capsys, "conv2d", "-i", x, "-k", str(tmp_path / "w.npy"))
     assert "groups=2 does not divide the 3 input channels" in fails(
         capsys, "conv2d", "-i", x, "-k", str(tmp_path / "w1.npy"), "--groups", "2")
+
+
+def test_transpose_animation_marks_inserted_zeros_and_padding() -> None:
+    from cnnlab.render.animate import INSERTED, PAD, REAL, transpose_scene
+
+    scene = transpose_scene([[1, 2], [3, 4]], [[1, 0], [0, 2]], stride=2, padding=1, output_padding=1)
+    # p' = k-p-1 = 0: no padding before; output_padding adds the last row and column
+    R, I, P = REAL, INSERTED, PAD
+    np.testing.assert_array_equal(scene.kinds, [[R, I, R, P], [I, I, I, P], [R, I, R, P], [P, P, P, P]])
+    np.testing.assert_array_equal(scene.grid, [[1, 0, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]])

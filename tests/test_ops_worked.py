@@ -172,8 +172,20 @@ def test_receptive_field_of_known_stacks() -> None:
     (lambda: ops.conv2d(X, DIAG, stride=2, padding="same"), "same_padding"),
     (lambda: ops.pool2d(X, 2, mode="mean"), "unknown pooling mode 'mean'"),
     (lambda: explain_conv(X, DIAG, (2, 0)), r"cell \(2, 0\) is outside the 2x2 output"),
+    (lambda: ops.pool2d(X, 2, padding=2), "pooling padding 2 is more than half the window"),
+    (lambda: ops.conv_transpose2d(X, DIAG, padding=((1, 0), (0, 0))), "transposed conv padding must be symmetric"),
 ])
 def test_bad_input_is_one_clear_line(call, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(CnnlabError, match=message) as err:
         call()
     assert "\n" not in str(err.value)
+
+
+def test_ops_need_no_torch() -> None:
+    """shape arithmetic and the NumPy ops import without torch (teaching machines need not install it)."""
+    import subprocess
+    import sys
+
+    code = "import sys, cnnlab.ops, cnnlab.ops.explain, cnnlab.ops.tour; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

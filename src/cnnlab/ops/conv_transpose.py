@@ -78,7 +78,8 @@ def _validate(x4: np.ndarray, w4: np.ndarray, stride: Any, padding: Any, output_
     for i in range(2):
         (left, right), k = pads[i], w4.shape[2 + i]
         if left != right:
-            raise CnnlabError(f"transposed conv padding must be symmetric, got {pads[i]}")
+            raise CnnlabError(f"transposed conv padding must be symmetric, got {pads[i]}; give one integer "
+                              f"per axis (use output_padding for one extra row/column at the far side)")
         conv_transpose_output_size(x4.shape[2 + i], k, s[i], left, op[i], d[i])
     return _Args(x4, w4, s, pads, op, d, g, check_bias(bias, w4.shape[1] * g))
 
@@ -106,7 +107,7 @@ def _scatter(a: _Args) -> np.ndarray:
     return buf[:, :, p0: p0 + _out_size(a, 0), p1: p1 + _out_size(a, 1)]
 
 
-def _pad_or_crop(x: np.ndarray, pads: Pads) -> np.ndarray:
+def pad_or_crop(x: np.ndarray, pads: Pads) -> np.ndarray:
     """Pad (N, C, H, W) by ((top, bottom), (left, right)); negative amounts crop."""
     x = np.pad(x, ((0, 0), (0, 0), *[(max(lo, 0), max(hi, 0)) for lo, hi in pads]))
     (t, b), (l, r) = [(max(-lo, 0), max(-hi, 0)) for lo, hi in pads]
@@ -119,7 +120,7 @@ def _zeros_steps(a: _Args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     stretched = np.zeros((n, c_in, (h - 1) * a.s[0] + 1, (w - 1) * a.s[1] + 1))
     stretched[:, :, :: a.s[0], :: a.s[1]] = a.x
     pp = (a.d[0] * (kh - 1) - a.pads[0][0], a.d[1] * (kw - 1) - a.pads[1][0])
-    padded = _pad_or_crop(stretched, ((pp[0], pp[0] + a.op[0]), (pp[1], pp[1] + a.op[1])))
+    padded = pad_or_crop(stretched, ((pp[0], pp[0] + a.op[0]), (pp[1], pp[1] + a.op[1])))
     cin_g = c_in // a.g
     # per group: (C_in/g, C_out/g, kh, kw) -> (C_out/g, C_in/g, kh, kw), flipped in both spatial axes
     kernel = np.concatenate([a.w[g * cin_g:(g + 1) * cin_g].transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]

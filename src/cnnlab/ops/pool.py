@@ -40,6 +40,12 @@ def pool2d_nchw(x: np.ndarray, size: tuple[int, int], stride: tuple[int, int], p
         raise unknown("pooling mode", mode, MODES)
     out = tuple(conv_output_size(x.shape[2 + i], size[i], stride[i], pads[i], dilation[i],
                                  axis=("input height", "input width")[i]) for i in range(2))
+    for i in range(2):
+        half = (dilation[i] * (size[i] - 1) + 1) // 2
+        if max(pads[i]) > half:
+            # PyTorch's rule too: with more padding a window could hold only padding (a max of -inf)
+            raise CnnlabError(f"pooling padding {max(pads[i])} is more than half the window "
+                              f"({dilation[i] * (size[i] - 1) + 1} cells); use padding <= {half}")
     fill = {"max": -np.inf, "min": np.inf, "avg": 0.0}[mode]
     cols = windows(pad(x, pads, fill), size, stride, dilation, out)  # (N, C, kh, kw, H', W')
     if mode == "max":

@@ -187,24 +187,20 @@ def pool_scene(x: Any, size: Any, stride: Any = None, padding: Any = 0, mode: st
 def transpose_scene(x: Any, w: Any, stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
                     dilation: Any = 1) -> Scene:
     """A transposed conv drawn as the lecture's construction: a stride-1 conv over the zero-inserted input."""
-    from cnnlab.ops.conv_transpose import transpose_steps
+    from cnnlab.ops.conv_transpose import pad_or_crop, transpose_steps
     from cnnlab.ops.explain import explain_transpose
     from cnnlab.ops.shape import as_tuple
 
     x2, w2 = _plain_2d(x, "input"), _plain_2d(w, "kernel")
     s, d = as_tuple(stride, 2, "stride", 1), as_tuple(dilation, 2, "dilation", 1)
     steps = transpose_steps(x2, w2, s, padding, output_padding, d)
-    kinds = np.full(steps.padded.shape, PAD)
-    # mark where the zero-inserted input landed (p' may be negative: then it was cropped)
-    inserted = np.full(steps.zero_inserted.shape, INSERTED)
-    inserted[:: s[0], :: s[1]] = REAL
-    for axis in range(2):
-        pp = steps.p_prime[axis]
-        if pp < 0:
-            inserted = np.take(inserted, range(-pp, inserted.shape[axis] - max(-pp, 0)), axis=axis)
-    r0, c0 = max(steps.p_prime[0], 0), max(steps.p_prime[1], 0)
-    h, w_ = min(inserted.shape[0], kinds.shape[0] - r0), min(inserted.shape[1], kinds.shape[1] - c0)
-    kinds[r0: r0 + h, c0: c0 + w_] = inserted[:h, :w_]
+    # where each padded cell came from: the same pad-or-crop applied to a mask (0 pad, 1 input, 2 inserted zero)
+    mask = np.full(steps.zero_inserted.shape, 2.0)
+    mask[:: s[0], :: s[1]] = 1.0
+    op = as_tuple(output_padding, 2, "output_padding", 0)
+    (p0, p1) = steps.p_prime
+    mask = pad_or_crop(mask[None, None], ((p0, p0 + op[0]), (p1, p1 + op[1])))[0, 0]
+    kinds = np.choose(mask.astype(int), [PAD, REAL, INSERTED])
     return Scene(steps.padded, kinds, steps.kernel, steps.output, _taps(steps.kernel.shape, (1, 1), d),
                  lambda i, j: explain_transpose(x2, w2, (i, j), s, padding, output_padding, d).worked.text(),
                  f"transposed conv as stride-1 conv: z = {_txt(tuple(v - 1 for v in s))}, "
