@@ -135,7 +135,9 @@ class RandomResizedCrop:
         theta[:, 0, 0], theta[:, 0, 2] = p["bw"], p["cx"]
         theta[:, 1, 1], theta[:, 1, 2] = p["bh"], p["cy"]
         grid = F.affine_grid(theta, [len(x), 1, out_h, out_w], align_corners=False)
-        out = F.grid_sample(src.float(), grid, mode="nearest" if mask else "bilinear", align_corners=False)
+        # border: samples in the outer half pixel must not blend with zeros beyond the edge
+        out = F.grid_sample(src.float(), grid, mode="nearest" if mask else "bilinear", padding_mode="border",
+                            align_corners=False)
         if x.dtype == torch.uint8 or not x.is_floating_point():
             out = out.round_().clamp_(0, 255 if x.dtype == torch.uint8 else None).to(x.dtype)
         return out[:, 0] if mask else out
