@@ -110,13 +110,17 @@ def _kernel_opt(f: Any) -> Any:
                         help='Kernel rows separated by ";", or a .npy file in PyTorch weight layout.')(f)
 
 
-def _geometry(f: Any, dilation: bool = True) -> Any:
-    f = click.option("--stride", "-s", default="1", show_default=True, help="Integer or ROWS,COLS.")(f)
+def _geometry(f: Any, same: bool = True) -> Any:
+    # decorators apply bottom-up: add in reverse so --help lists stride, padding, dilation
+    f = click.option("--dilation", "-d", default="1", show_default=True, help="Integer or ROWS,COLS.")(f)
     f = click.option("--padding", "-p", default="0", show_default=True,
-                     help="Integer, ROWS,COLS, or 'same'/'valid' (same: stride 1 only, as in PyTorch).")(f)
-    if dilation:
-        f = click.option("--dilation", "-d", default="1", show_default=True, help="Integer or ROWS,COLS.")(f)
-    return f
+                     help="Integer, ROWS,COLS" + (", or 'same'/'valid' (same: stride 1 only, as in PyTorch)."
+                                                  if same else " (zeros cropped from each side of the output)."))(f)
+    return click.option("--stride", "-s", default="1", show_default=True, help="Integer or ROWS,COLS.")(f)
+
+
+def _transpose_geometry(f: Any) -> Any:
+    return _geometry(f, same=False)
 
 
 def _explain_opt(f: Any) -> Any:
@@ -159,7 +163,10 @@ def ops() -> None:
 @_explain_opt
 def conv2d_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: str, groups: int,
                explain: str | None) -> None:
-    """2-D convolution (cross-correlation, as in every framework)."""
+    """2-D convolution (cross-correlation, like PyTorch).
+
+    Multi-channel inputs and PyTorch weight layouts (C_out, C_in/groups, kh, kw) come as .npy files.
+    """
     from cnnlab import ops as O
     from cnnlab.ops.explain import explain_conv
 
@@ -178,7 +185,10 @@ def conv2d_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: st
 @_geometry
 @_explain_opt
 def conv1d_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: str, explain: str | None) -> None:
-    """1-D convolution: one row is a signal; several rows are channels (the kernel then has one row per channel)."""
+    """1-D convolution of a row (several rows: channels).
+
+    One input row is a signal; several rows are channels, and the kernel then has one row per channel.
+    """
     from cnnlab import ops as O
     from cnnlab.ops.explain import explain_conv
 
@@ -228,7 +238,10 @@ def pool2d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: s
 @_pool_opts
 @_explain_opt
 def pool1d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: str, explain: str | None) -> None:
-    """1-D max, min or average pooling (one row; several rows are pooled per channel)."""
+    """1-D max, min or average pooling.
+
+    Several input rows are pooled as separate channels.
+    """
     from cnnlab import ops as O
     from cnnlab.ops.explain import explain_pool
 
@@ -245,7 +258,7 @@ def pool1d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: s
 @ops.command("transpose")
 @_input_opt
 @_kernel_opt
-@_geometry
+@_transpose_geometry
 @click.option("--output-padding", "output_padding", default="0", show_default=True,
               help="Extra rows/cols at the far side; must be smaller than the stride or the dilation.")
 @click.option("--groups", "-g", default=1, show_default=True)
@@ -254,7 +267,10 @@ def pool1d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: s
 @_explain_opt
 def transpose_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: str, output_padding: str,
                   groups: int, method: str, explain: str | None) -> None:
-    """2-D transposed convolution (weights in PyTorch's (C_in, C_out/groups, kh, kw) layout)."""
+    """2-D transposed convolution, explained as zero insertion.
+
+    Weights in PyTorch's transposed layout (C_in, C_out/groups, kh, kw) when given as a .npy file.
+    """
     from cnnlab import ops as O
     from cnnlab.ops.explain import explain_transpose
 
@@ -278,7 +294,10 @@ def transpose_cmd(input_: str, kernel: str, stride: str, padding: str, dilation:
 @click.option("--target", "-t", type=int, default=None, help="transpose: solve for the output_padding that gives this size.")
 def shape_cmd(kind: str, n: int, kernel: int, stride: int | None, padding: str, dilation: int,
               output_padding: int, target: int | None) -> None:
-    """Output-size arithmetic of one conv, pool or transposed conv along one axis, with the numbers."""
+    """Output-size arithmetic of conv, pool, transpose.
+
+    One axis at a time, with the numbers filled in; --target solves a transposed conv's output_padding.
+    """
     from cnnlab.ops import shape as S
 
     s = stride if stride is not None else (kernel if kind == "pool" else 1)
@@ -320,7 +339,10 @@ def shape_cmd(kind: str, n: int, kernel: int, stride: int | None, padding: str, 
                    "pool strides default to k. Example: 'conv3,conv3s2,pool2,conv3d2'.")
 @click.option("--in", "n", type=int, default=None, help="Input size, to also show each output size.")
 def receptive_field_cmd(layers: str, n: int | None) -> None:
-    """Receptive field and jump (input cells between neighbouring outputs) after each layer."""
+    """Receptive field and jump of a stack of conv/pool layers.
+
+    The jump is the number of input cells between neighbouring outputs after each layer.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -350,7 +372,10 @@ def receptive_field_cmd(layers: str, n: int | None) -> None:
 @click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False), help="GIF file to write.")
 def animate_cmd(kind: str, input_: str, kernel: str | None, stride: str | None, padding: str, dilation: str,
                 size: str, mode: str, output_padding: str, fps: float, out: str) -> None:
-    """Draw the sliding window over the padded input, one frame per output cell, as a GIF."""
+    """Draw the sliding window as a GIF.
+
+    One frame per output cell: padding grey, inserted zeros blue, the window orange, its sum below.
+    """
     from cnnlab.render.animate import animate
 
     x = parse_matrix(input_, "--input")
@@ -375,7 +400,10 @@ def animate_cmd(kind: str, input_: str, kernel: str | None, stride: str | None, 
 
 @ops.command("tour")
 def tour_cmd() -> None:
-    """A short textbook walk-through: a worked convolution, pooling, a transposed conv, shape arithmetic."""
+    """A short textbook walk-through of the exact ops.
+
+    A worked convolution, pooling, a transposed conv by zero insertion, and the shape arithmetic.
+    """
     from rich.console import Console
 
     from cnnlab.ops.tour import run_tour
