@@ -160,3 +160,20 @@ def test_ranks_follow_the_caller() -> None:
     assert ops.pool2d(x, 2).shape == (2, 2)
     assert ops.conv_transpose2d(x, k, stride=2).shape == (8, 8)
     assert ops.conv1d(np.arange(5.0), np.ones(2)).shape == (4,)
+
+
+def test_every_valid_output_padding_on_odd_sizes() -> None:
+    """Exhaustive over small strides/dilations: each output_padding < max(stride, dilation), both methods."""
+    rng = np.random.default_rng(4)
+    x, w = rng.normal(size=(1, 2, 5, 7)), rng.normal(size=(2, 3, 3, 2))
+    checked = 0
+    for s in (1, 2, 3):
+        for d in (1, 2, 3):
+            for op in range(max(s, d)):
+                for p in (0, 1, 2):
+                    want = F.conv_transpose2d(_t(x), _t(w), None, s, p, op, 1, d).numpy()
+                    for method in ("scatter", "zeros"):
+                        got = ops.conv_transpose2d(x, w, s, p, op, d, method=method)
+                        np.testing.assert_allclose(got, want, **TOL)
+                    checked += 1
+    assert checked == 3 * (1 + 2 + 3 + 2 + 2 + 3 + 3 + 3 + 3)
