@@ -1,0 +1,153 @@
+"""Image grids and small plots for feature maps, filter atlases and silent-channel curves.
+
+Tiling is plain torch (:func:`make_grid`); files are written atomically (temporary file in the same
+folder, then ``os.replace``) and every ``save_*`` function returns the path it wrote. matplotlib is
+imported lazily with the Agg backend.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, pad_value: float = 0.0) -> torch.Tensor:
+    """Tile (N, C, H, W) images into one (C, H', W') image, ``nrow`` per row (default: near-square)."""
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    grid = images.new_full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), pad_value)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[:, top : top + h, left : left + w] = images[i]
+    return grid
+
+
+def atomic_path(path: str | Path):  # type: ignore[no-untyped-def]
+    """A temporary file name beside ``path`` (same suffix, so writers pick the right format)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _commit(tmp: Path, path: Path) -> Path:
+    os.replace(tmp, path)
+    return path
+
+
+def save_image(image: torch.Tensor, path: str | Path, cmap: str | None = None) -> Path:
+    """Write a (C, H, W) or (H, W) image in [0, 1] as PNG; a single channel uses ``cmap`` if given."""
+    import numpy as np
+    from PIL import Image
+
+    path = Path(path)
+    image = image.detach().float().cpu().clamp(0, 1)
+    if image.dim() == 3 and image.shape[0] == 1:
+        image = image[0]
+    if image.dim() == 2 and cmap:
+        image = colorize(image, cmap)
+    if image.dim() == 3:
+        image = image.permute(1, 2, 0)
+    array = (image.numpy() * 255).round().astype(np.uint8)
+    tmp = atomic_path(path)
+    try:
+        Image.fromarray(array).save(tmp, format="PNG")
+        return _commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def colorize(values: torch.Tensor, cmap: str = "viridis") -> torch.Tensor:
+    """(H, W) values in [0, 1] -> (3, H, W) RGB through a matplotlib colormap."""
+    import matplotlib
+
+    lut = torch.tensor(matplotlib.colormaps[cmap](range(256))[:, :3], dtype=torch.float32)  # (256, 3)
+    index = (values.detach().float().cpu().clamp(0, 1) * 255).round().long()
+    return lut[index].permute(2, 0, 1)
+
+
+def feature_grid(maps: torch.Tensor, order: Sequence[int] | None = None, pad: int = 1) -> torch.Tensor:
+    """(C, H, W) maps of ONE example -> (1, H', W') grid, every channel scaled by the layer's own max.
+
+    One scale for the whole layer (not per channel) so that weak and silent channels look weak
+    and black instead of being stretched into noise.
+    """
+    maps = maps.detach().float().cpu()
+    if order is not None:
+        maps = maps[torch.as_tensor(list(order))]
+    peak = maps.clamp(min=0).max().clamp(min=1e-8)
+    return make_grid((maps.clamp(min=0) / peak)[:, None], pad=pad, pad_value=1.0)
+
+
+def save_feature_grid(maps: torch.Tensor, path: str | Path, order: Sequence[int] | None = None, cmap: str = "viridis") -> Path:
+    """Write the feature maps of one example: (C, H, W) as a colour-mapped grid, (C, T) as traces."""
+    if maps.dim() == 2:
+        return save_traces(maps, path, order)
+    if maps.dim() != 3:
+        raise ValueError(f"expected (C, H, W) or (C, T) maps of one example, got {tuple(maps.shape)}")
+    return save_image(feature_grid(maps, order)[0], path, cmap=cmap)
+
+
+def _figure_to(fig, path: str | Path) -> Path:  # type: ignore[no-untyped-def]
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    tmp = atomic_path(path)
+    try:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        return _commit(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_traces(maps: torch.Tensor, path: str | Path, order: Sequence[int] | None = None, max_channels: int = 32) -> Path:
+    """1-D feature maps (C, T) as stacked traces, one per channel, on a shared scale."""
+    plt = _pyplot()
+    maps = maps.detach().float().cpu()
+    idx = list(order) if order is not None else list(range(maps.shape[0]))
+    idx = idx[:max_channels]
+    peak = float(maps[idx].abs().max().clamp(min=1e-8))
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(idx) + 1))
+    for row, c in enumerate(idx):
+        ax.plot(maps[c].numpy() / peak * 0.45 - row, lw=0.8)
+    ax.set_yticks([-r for r in range(len(idx))], [str(c) for c in idx], fontsize=6)
+    ax.set_xlabel("time step")
+    ax.set_ylabel("channel")
+    return _figure_to(fig, path)
+
+
+def save_silent_by_depth(rows: Sequence, path: str | Path) -> Path:  # rows: SilentRow
+    """Plot the share of silent channels per layer against depth (shallowest on the left)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5, 0.3 * len(rows) + 2), 3.5))
+    ax.bar(range(len(rows)), [100 * r.share for r in rows], color="tab:gray")
+    ax.set_xticks(range(len(rows)), [r.layer for r in rows], rotation=90, fontsize=6)
+    ax.set_ylabel("silent channels (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("channels that never activate, by depth")
+    return _figure_to(fig, path)
+
+
+def save_atlas(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """Write filter-visualisation images (K, C, H, W) as one grid; (K, C, T) are drawn as traces."""
+    if images.dim() == 3:
+        return save_traces(images.mean(dim=1) - 0.5, path)
+    return save_image(make_grid(images, nrow=nrow, pad=2, pad_value=1.0), path, cmap="gray")

@@ -1,0 +1,42 @@
+"""Heat maps (CAMs) laid over their images or signals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cnnlab.render.grids import _figure_to, _pyplot, colorize, make_grid, save_image
+
+
+def overlay(image: torch.Tensor, cam: torch.Tensor, alpha: float = 0.5, cmap: str = "jet") -> torch.Tensor:
+    """Blend a (H, W) map in [0, 1], colour-mapped, over a (C, H, W) image in [0, 1]: (3, H, W)."""
+    image = image.detach().float().cpu()
+    if image.shape[0] == 1:
+        image = image.expand(3, -1, -1)
+    elif image.shape[0] != 3:
+        image = image[:3] if image.shape[0] > 3 else image.mean(dim=0, keepdim=True).expand(3, -1, -1)
+    return ((1 - alpha) * image + alpha * colorize(cam, cmap)).clamp(0, 1)
+
+
+def save_overlay(image: torch.Tensor, cam: torch.Tensor, path: str | Path, alpha: float = 0.5, cmap: str = "jet") -> Path:
+    """Write image | heat map over image, side by side; a 1-D signal (C, T) gets a shaded plot."""
+    if image.dim() == 2:
+        return save_signal_overlay(image, cam, path, cmap)
+    pair = torch.stack([overlay(image, torch.zeros_like(cam), alpha=0.0), overlay(image, cam, alpha, cmap)])
+    return save_image(make_grid(pair, nrow=2, pad=2, pad_value=1.0), path)
+
+
+def save_signal_overlay(signal: torch.Tensor, cam: torch.Tensor, path: str | Path, cmap: str = "jet", title: str = "") -> Path:
+    """A 1-D signal (C, T) with its (T,) map as a coloured band underneath."""
+    plt = _pyplot()
+    signal = signal.detach().float().cpu()
+    fig, ax = plt.subplots(figsize=(8, 2.5))
+    lo, hi = float(signal.min()), float(signal.max())
+    ax.imshow(cam.detach().float().cpu()[None].numpy(), aspect="auto", cmap=cmap, vmin=0, vmax=1,
+              extent=(0, signal.shape[-1], lo, hi), alpha=0.6)
+    for channel in signal:
+        ax.plot(channel.numpy(), color="black", lw=0.6)
+    ax.set_xlabel("time step")
+    ax.set_title(title)
+    return _figure_to(fig, path)
