@@ -182,19 +182,24 @@ def default_size(shapes: Iterable[tuple[int, int]]) -> tuple[int, int]:
 
 
 def probe_many(paths: Sequence[Path], strict: bool) -> tuple[list[int], list[tuple[int, int]], list[str], list[tuple[Path, str]]]:
-    """Headers of every file: (indices readable, sizes, modes, skipped (path, reason))."""
-    kept, sizes, modes, skipped = [], [], [], []
-    for i, path in enumerate(paths):
+    """Headers of every file, read in a thread pool: (indices readable, sizes, modes, skipped (path, reason))."""
+    def one(path: Path) -> tuple[tuple[int, int], str] | str:
         try:
-            size, mode = probe(path)
+            return probe(path)
         except DECODE_ERRORS as exc:
             if strict:
                 raise CnnlabError(f"cannot read image {path}: {_reason(exc)}; fix or delete the file") from None
-            skipped.append((path, _reason(exc)))
-            continue
-        kept.append(i)
-        sizes.append(size)
-        modes.append(mode)
+            return _reason(exc)
+
+    kept, sizes, modes, skipped = [], [], [], []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for i, result in enumerate(pool.map(one, paths)):
+            if isinstance(result, str):
+                skipped.append((paths[i], result))
+            else:
+                kept.append(i)
+                sizes.append(result[0])
+                modes.append(result[1])
     return kept, sizes, modes, skipped
 
 
