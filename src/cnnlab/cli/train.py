@@ -1,0 +1,119 @@
+"""`cnnlab train TASK --data SPEC --model NAME --out RUN`: train into a run directory (or --resume it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def parse_model_args(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """('widths=[8,16]', 'dropout=0.2') -> {'widths': [8, 16], 'dropout': 0.2}; values are JSON or text."""
+    from cnnlab.errors import CnnlabError
+
+    kwargs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise CnnlabError(f"--model-arg {pair!r} must look like KEY=VALUE, for example widths=[32,64]")
+        try:
+            kwargs[key] = json.loads(text)
+        except json.JSONDecodeError:
+            kwargs[key] = text
+    return kwargs
+
+
+def build_config(task: str, options: dict[str, Any], resume: bool) -> Any:
+    """The TrainConfig for these CLI options: defaults (or the run's saved config when resuming), then
+    the recipe's overrides, then every option given on the command line."""
+    import dataclasses
+
+    from cnnlab.train.checkpoint import CONFIG, read_json
+    from cnnlab.train.config import TrainConfig, apply_overrides
+
+    given = {k: v for k, v in options.items() if v is not None}
+    saved = Path(given.get("out", "")) / CONFIG
+    if resume and saved.exists():
+        base = TrainConfig.from_dict(read_json(saved)["train"])
+        if base.task != task:
+            from cnnlab.errors import CnnlabError
+
+            raise CnnlabError(f"{saved.parent} is a {base.task!r} run, not {task!r}: resume it with "
+                              f"`cnnlab train {base.task} --out {saved.parent} --resume`, or choose a new --out")
+    else:
+        base = TrainConfig(task=task)
+    recipe = given.get("recipe")
+    if recipe:
+        from cnnlab.train.recipes import get_recipe
+
+        base = apply_overrides(base, get_recipe(recipe), f"recipe {recipe!r}")
+    return dataclasses.replace(base, **given)
+
+
+@click.command("train")
+@click.argument("task")
+@click.option("--data", help="Data spec: a folder, an .npz file, builtin:NAME or a named dataset.")
+@click.option("--model", help="Registered model name (see `cnnlab models list`).")
+@click.option("--out", required=True, help="Run directory to create (or continue with --resume).")
+@click.option("--epochs", type=int, help="Train until this many epochs are done.  [default: 10]")
+@click.option("--batch-size", type=int, help="Batch size per process.  [default: 64]")
+@click.option("--seed", type=int, help="Seed for weights, split, order and augmentation.  [default: 0]")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              help="Numeric precision; auto = bf16 where the hardware runs it natively.  [default: auto]")
+@click.option("--resume", is_flag=True, help="Continue the run in --out up to --epochs.")
+@click.option("--val-split", type=float, help="Held-out fraction when the data has no val split.  [default: 0.1]")
+@click.option("--image-size", type=int, help="Resize images to this square size.")
+@click.option("--lr", type=float, help="Peak learning rate.  [default: 0.1 sgd, 0.002 adamw]")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="sgd (Nesterov) or adamw.  [default: adamw]")
+@click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), help="Learning-rate schedule.  [default: onecycle]")
+@click.option("--warmup", type=float, help="Fraction of steps in linear warm-up.  [default: 0.1]")
+@click.option("--weight-decay", type=float, help="Weight decay on conv/linear weights.  [default: 0.0005]")
+@click.option("--label-smoothing", type=float, help="Label smoothing for classification.  [default: 0]")
+@click.option("--augment", type=click.Choice(["auto", "none", "flip", "crop", "flip-crop"]),
+              help="Training augmentation.  [default: auto]")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help="Extra model keyword (JSON value), repeatable: --model-arg widths=[32,64].")
+@click.option("--recipe", help="Named set of training settings (cnnlab.train.recipes).")
+@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model.")
+@click.option("--strict", is_flag=True, default=None, help="Fail on unreadable images instead of skipping them.")
+@click.option("--limit", type=int, help="Use at most this many images (quick experiments).")
+@click.option("--device", help="auto, cpu, cuda or cuda:N.  [default: auto]")
+@click.option("--threads", type=int, help="CPU threads for torch.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(task: str, model_args: tuple[str, ...], compile_: bool | None, resume: bool, quiet: bool,
+          **options: Any) -> None:
+    """Train a model for TASK (classify, ...) on --data into the run directory --out.
+
+    Checkpoints are written every epoch; Ctrl-C saves one and says how to continue. Under torchrun
+    (RANK / WORLD_SIZE set) it trains with DistributedDataParallel.
+    """
+    from cnnlab.tasks import get_task
+
+    get_task(task)  # an unknown or unbuilt task fails before any data is loaded
+    options["compile"] = compile_
+    if model_args:
+        options["model_kwargs"] = parse_model_args(model_args)
+    cfg = build_config(task, options, resume)
+
+    from rich.console import Console
+
+    from cnnlab.train.runner import fit
+
+    console = Console(stderr=True)
+    result = fit(cfg, resume=resume, console=console, progress=not quiet)
+    from cnnlab.train.distributed import env_world
+
+    if env_world()[0] == 0 and result.trained:
+        print_summary(console, result)
+
+
+def print_summary(console: Any, result: Any) -> None:
+    """Final metrics, the files written and the commands to try next."""
+    final = "  ".join(f"{k} {v:.4f}" for k, v in result.final.items())
+    run = result.run_dir
+    console.print(f"[bold]done[/]: {len(result.history)} epochs  {final}")
+    console.print(f"run directory: {run}  (config.json, model.safetensors, metrics.jsonl, curves.png, confusion.png)")
+    console.print(f"next: cnnlab eval {run} --data SPEC  |  cnnlab predict {run} IMAGE...  |  "
+                  f"cnnlab export {run} --format onnx")

@@ -1,0 +1,338 @@
+"""`fit(config)`: everything around the loop: data, model, run directory, checkpoints, resume, DDP.
+
+The steps are separate functions (check the run directory, build the model, restore a checkpoint, run
+one epoch, write the epoch's results) so that each can be read and tested on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.tasks import Task, get_task
+from cnnlab.train import checkpoint as ckpt
+from cnnlab.train.augment import make_augment
+from cnnlab.train.config import TrainConfig, config_differences
+from cnnlab.train.distributed import Dist, setup, teardown
+from cnnlab.train.loop import (
+    NonFiniteLoss,
+    Normalize,
+    Position,
+    StepContext,
+    evaluate,
+    seeded_generator,
+    steps_per_epoch,
+    train_epoch,
+)
+from cnnlab.train.metrics import append_metrics, read_metrics
+from cnnlab.train.optim import lr_at, make_optimizer
+from cnnlab.train.precision import make_precision, resolve_precision
+from cnnlab.train.progress import make_progress
+
+INIT_SAMPLE = 5000  # training images passed to a model's init_from_data (whitening statistics)
+
+
+@dataclass
+class FitResult:
+    """What `fit` returns: the run directory, its metrics history and the final validation metrics."""
+
+    run_dir: Path
+    history: list[dict[str, Any]]
+    final: dict[str, float] = field(default_factory=dict)
+    trained: bool = True  # False when the run had already reached the requested epochs
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> this process's GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CnnlabError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    return device
+
+
+def use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    """channels_last, except fp32 on a CPU: there it buys little, and torch 2.13's oneDNN crashes
+    (segfault) in the weight gradient of 1x1 stride-2 convs with fewer than 16 input channels."""
+    return cfg.channels_last and not (device.type == "cpu" and resolve_precision(cfg.precision, device) == "fp32")
+
+
+def check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict[str, Any] | None:
+    """The saved config.json of ``run_dir`` when resuming (after checking it matches ``cfg``), else None."""
+    path = run_dir / ckpt.CONFIG
+    if not path.exists():
+        if resume:
+            raise CnnlabError(f"--resume: {run_dir} holds no run (no {ckpt.CONFIG}); drop --resume to start one")
+        return None
+    if not resume:
+        raise CnnlabError(f"{run_dir} already holds a run; pass --resume to continue it, or choose a new --out")
+    saved = ckpt.read_json(path)
+    if saved.get("task") != cfg.task:
+        raise CnnlabError(f"{run_dir} is a {saved.get('task')!r} run, not {cfg.task!r}: resume it with "
+                          f"`cnnlab train {saved.get('task')} ... --resume`, or choose a new --out")
+    diffs = config_differences(saved["train"], cfg.to_dict())
+    if diffs:
+        raise CnnlabError(f"cannot resume {run_dir}: the config differs in {'; '.join(diffs)}; "
+                          "drop those options (the run's own values are used) or choose a new --out")
+    return saved
+
+
+def check_data_matches(saved: dict[str, Any], class_names: list[str], in_channels: int,
+                       image_size: tuple[int, int], run_dir: Path) -> None:
+    """On resume the data must give the same classes, channels and image size as the run's."""
+    pre = saved["preprocess"]
+    new = {"class_names": class_names, "in_channels": in_channels, "image_size": list(image_size)}
+    old = {"class_names": saved["class_names"], "in_channels": pre["in_channels"], "image_size": pre["image_size"]}
+    diffs = config_differences(old, new, tuple(new))
+    if diffs:
+        raise CnnlabError(f"cannot resume {run_dir}: the data differs in {'; '.join(diffs)}; use the run's data or a new --out")
+
+
+def build_model(cfg: TrainConfig, task: Task, num_classes: int, in_channels: int) -> tuple[nn.Module, dict]:
+    """The model named in ``cfg`` with the head the task needs; returns it and its full kwargs."""
+    from cnnlab.models import create_model
+
+    kwargs = dict(cfg.model_kwargs, num_classes=task.num_outputs(num_classes), in_channels=in_channels)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every run with this seed
+    try:
+        model = create_model(cfg.model, **kwargs)
+    except TypeError as exc:  # a --model-arg the builder does not take
+        raise CnnlabError(f"model {cfg.model!r} rejected its arguments {cfg.model_kwargs}: {exc}") from exc
+    return model, kwargs
+
+
+def init_from_data(model: nn.Module, x: torch.Tensor, preprocess: Normalize, seed: int) -> None:
+    """Call the model's ``init_from_data`` (if it has one) with up to INIT_SAMPLE preprocessed images."""
+    init = getattr(model, "init_from_data", None)
+    if init is None:
+        return
+    take = torch.randperm(len(x), generator=seeded_generator(seed, -1))[:INIT_SAMPLE]
+    init(preprocess(x[take]))
+
+
+def run_config(cfg: TrainConfig, task: Task, bundle: Any, model_kwargs: dict, preprocess: Normalize,
+               precision: str, device: torch.device, dist: Dist) -> dict[str, Any]:
+    """config.json: everything load_run needs to rebuild model and preprocessing, plus provenance."""
+    import cnnlab
+
+    return {
+        "task": cfg.task,
+        "task_options": task.options(),
+        "model": {"name": cfg.model, "kwargs": model_kwargs},
+        "class_names": list(bundle.class_names),
+        "preprocess": {"image_size": list(bundle.image_size), "in_channels": bundle.in_channels,
+                       "mean": preprocess.mean, "std": preprocess.std},
+        "data": {"spec": bundle.spec, "train_size": len(bundle.train), "val_size": len(bundle.val),
+                 "meta": _jsonable(bundle.meta)},
+        "train": cfg.to_dict(),
+        "resolved": {"device": str(device), "precision": precision, "world_size": dist.world_size},
+        "versions": {"cnnlab": cnnlab.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+@contextlib.contextmanager
+def deferred_interrupt(enabled: bool) -> Iterator[Callable[[], bool]]:
+    """While active, a first Ctrl-C only sets a flag (checked after each step, so the checkpoint
+    holds a finished step); a second one interrupts at once. Yields 'was Ctrl-C pressed?'."""
+    pressed = {"flag": False}
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        pressed["flag"] = True
+        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops immediately
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: pressed["flag"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, pos: Position) -> None:
+    """Weights, then optimizer + RNG state, then state.json last (it marks the checkpoint complete)."""
+    ckpt.save_model(run_dir / ckpt.MODEL, model, pos.step)
+    ckpt.save_state(run_dir, optimizer, {
+        "epoch": pos.epoch, "batch": pos.batch, "step": pos.step, "loss_sum": pos.loss_sum,
+        "seen": pos.seen, "train_seconds": pos.train_seconds,
+    })
+
+
+def restore_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> Position:
+    """Load weights, optimizer and RNG state; the Position to continue from (fresh when none saved)."""
+    if not (run_dir / ckpt.STATE_JSON).exists():
+        return Position()
+    ckpt.check_consistent(run_dir)
+    ckpt.load_model_weights(run_dir / ckpt.MODEL, model)
+    info = ckpt.load_state(run_dir, optimizer)
+    return Position(epoch=info["epoch"], batch=info["batch"], step=info["step"], loss_sum=info["loss_sum"],
+                    seen=info["seen"], train_seconds=info["train_seconds"])
+
+
+def epoch_row(pos: Position, lr: float, seconds: float, val: dict[str, float], train_extra: dict[str, float]
+              ) -> dict[str, Any]:
+    """One metrics.jsonl line."""
+    row: dict[str, Any] = {
+        "epoch": pos.epoch + 1, "step": pos.step,
+        "train_loss": pos.loss_sum / max(pos.seen, 1),
+        **{f"train_{k}": v for k, v in train_extra.items()},
+        **{f"val_{k}": v for k, v in val.items()},
+        "lr": lr,
+        "images_per_s": pos.seen / max(pos.train_seconds, 1e-9),
+        "seconds": seconds,
+    }
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def write_plots(run_dir: Path, history: list[dict[str, Any]], metric: str, meter: Any,
+                class_names: list[str]) -> None:
+    """curves.png from the history; confusion.png when the task's meter has a confusion matrix."""
+    from cnnlab.render.curves import plot_curves
+
+    plot_curves(history, run_dir / "curves.png", metric=metric)
+    confusion = getattr(meter, "confusion", None)
+    if confusion is not None:
+        from cnnlab.render.confusion import plot_confusion
+
+        plot_confusion(confusion, class_names, run_dir / "confusion.png")
+
+
+def fit(cfg: TrainConfig, *, resume: bool = False, on_step: Callable[[Position, float], None] | None = None,
+        console: Console | None = None, progress: bool = True) -> FitResult:
+    """Train ``cfg`` into the run directory ``cfg.out`` (or continue it with ``resume``)."""
+    from cnnlab.data import load_data
+
+    cfg = cfg.resolved()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    from cnnlab.train.distributed import env_world
+
+    device = resolve_device(cfg.device, env_world()[2])
+    dist = setup(device)
+    console = console or Console(stderr=True)
+    run_dir = Path(cfg.out)
+    try:
+        saved = check_run_dir(run_dir, cfg, resume)
+        task = get_task(cfg.task, label_smoothing=cfg.label_smoothing)
+        bundle = load_data(cfg.data, cfg.task, val_split=cfg.val_split, seed=cfg.seed,
+                           image_size=cfg.image_size, strict=cfg.strict, limit=cfg.limit)
+        if saved is not None:
+            check_data_matches(saved, bundle.class_names, bundle.in_channels, bundle.image_size, run_dir)
+            pre = saved["preprocess"]
+            preprocess = Normalize(pre["mean"], pre["std"])
+        else:
+            preprocess = Normalize.from_images(bundle.train.x)
+        if len(bundle.train) < 2:
+            raise CnnlabError(f"--data {cfg.data} has {len(bundle.train)} training example(s); need at least 2")
+        model, model_kwargs = build_model(cfg, task, bundle.num_classes, bundle.in_channels)
+        init_from_data(model, bundle.train.x, preprocess, cfg.seed)
+        precision = make_precision(cfg.precision, device, use_channels_last(cfg, device))
+        model = precision.prepare(model)
+        optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+        pos = restore_checkpoint(run_dir, model, optimizer) if saved is not None else Position()
+        if dist.enabled and pos.step == 0:
+            torch.manual_seed(cfg.seed + 1000 * dist.rank)  # different dropout masks per rank
+        config = run_config(cfg, task, bundle, model_kwargs, preprocess, precision.name, device, dist)
+        if dist.is_main:
+            ckpt.write_json(run_dir / ckpt.CONFIG, config)
+        if pos.epoch >= cfg.epochs:
+            console.print(f"{run_dir} is already trained for {pos.epoch} epochs; pass a larger --epochs to continue")
+            return FitResult(run_dir, read_metrics(run_dir), trained=False)
+        if saved is not None:
+            console.print(f"resuming {run_dir} at epoch {pos.epoch + 1}, step {pos.step}")
+        net: nn.Module = torch.compile(model) if cfg.compile else model
+        if dist.enabled:
+            net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None)
+        ctx = StepContext(net, task, optimizer, precision, preprocess,
+                          make_augment(cfg.augment, bundle.image_size, task.spatial_targets), cfg.lr,
+                          cfg.epochs * steps_per_epoch(len(bundle.train), cfg.batch_size, dist),
+                          cfg.warmup, cfg.schedule, cfg.seed, dist)
+        return _train(cfg, ctx, model, bundle, pos, run_dir, console, on_step, progress)
+    finally:
+        teardown(dist)
+
+
+def _train(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, pos: Position, run_dir: Path,
+           console: Console, on_step: Callable[[Position, float], None] | None, show: bool) -> FitResult:
+    """The epoch loop with checkpoints, metrics, plots, Ctrl-C and NaN handling."""
+    dist, task = ctx.dist, ctx.task
+    history = read_metrics(run_dir)
+    meter = None
+    steps = steps_per_epoch(len(bundle.train), cfg.batch_size, dist)
+    with make_progress(show and dist.is_main, console) as bar, deferred_interrupt(not dist.enabled) as pressed:
+        def step_hook(p: Position, loss: float) -> None:
+            bar.update(bar_task, completed=p.batch, stats=f"loss {loss:.4f}  "
+                       f"{p.seen / max(p.train_seconds, 1e-9):,.0f} img/s")
+            if on_step is not None:
+                on_step(p, loss)
+            if pressed():
+                raise KeyboardInterrupt
+
+        try:
+            while pos.epoch < cfg.epochs:
+                start = time.perf_counter()
+                if pos.batch == 0:
+                    pos.start_epoch()
+                bar_task = bar.add_task(f"epoch {pos.epoch + 1}/{cfg.epochs}", total=steps,
+                                        completed=pos.batch, stats="")
+                train_epoch(ctx, bundle.train.x, bundle.train.y, pos, cfg.batch_size, step_hook)
+                lr = lr_at(max(pos.step - 1, 0), ctx.total_steps, cfg.lr, cfg.warmup, cfg.schedule)
+                val: dict[str, float] = {}
+                if dist.is_main and len(bundle.val):
+                    meter = evaluate(model, task, bundle.val.x, bundle.val.y, ctx.preprocess, ctx.precision,
+                                     cfg.batch_size, bundle.num_classes)
+                    val = meter.compute()
+                row = epoch_row(pos, lr, time.perf_counter() - start + 0.0, val, {})
+                pos.epoch, pos.batch = pos.epoch + 1, 0
+                if dist.is_main:
+                    save_checkpoint(run_dir, model, ctx.optimizer, pos)
+                    history = append_metrics(run_dir, row)
+                    write_plots(run_dir, history, task.primary_metric, meter, bundle.class_names)
+                    bar.update(bar_task, stats=_summary(row, task.primary_metric))
+                dist.barrier()
+        except KeyboardInterrupt:
+            if dist.is_main and not dist.enabled:
+                save_checkpoint(run_dir, model, ctx.optimizer, pos)
+                console.print(f"interrupted: checkpoint saved at epoch {pos.epoch + 1}, step {pos.step} in "
+                              f"{run_dir}; continue with the same command plus --resume")
+            raise
+        except NonFiniteLoss as exc:
+            kept = (f"the checkpoint of epoch {pos.epoch} is kept in {run_dir}" if pos.epoch
+                    else "no checkpoint was written")
+            raise CnnlabError(f"training stopped: {exc}; {kept}; lower --lr, add --warmup, or use "
+                              "--precision fp32") from exc
+    final = {k[4:]: v for k, v in history[-1].items() if k.startswith("val_")} if history else {}
+    return FitResult(run_dir, history, final)
+
+
+def _summary(row: dict[str, Any], metric: str) -> str:
+    val = f"  val {metric} {row[f'val_{metric}']:.4f}" if f"val_{metric}" in row else ""
+    return f"loss {row['train_loss']:.4f}{val}  {row['images_per_s']:,.0f} img/s"
