@@ -183,3 +183,17 @@ def test_readme_ops_section_runs_and_shows_real_output() -> None:
                 shown = [ln for ln in blocks[n + 1][1].splitlines() if ln.strip() and ln != "..."]
                 assert all(ln in result.output.splitlines() for ln in shown), (line, result.output)
     assert ran >= 5
+
+
+def test_explain_a_chosen_channel_of_npy_inputs(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    x = np.arange(48.0).reshape(3, 4, 4)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", np.stack([np.ones((3, 2, 2)), -np.ones((3, 2, 2))]))
+    out = run("conv2d", "-i", str(tmp_path / "x.npy"), "-k", str(tmp_path / "w.npy"), "--explain", "0,0",
+              "--channel", "1")
+    # channel 1 has weights -1: minus the 2x2 corner of each of the 3 input channels
+    assert "out[1, 0, 0] = 0×(-1) + 1×(-1) + 4×(-1) + 5×(-1) + 16×(-1)" in out and out.endswith("= -222\n")
+    assert "out[2, 1, 1] = max(42, 43, 46, 47) = 47" in run("pool2d", "-i", str(tmp_path / "x.npy"), "-e", "1,1",
+                                                           "-c", "2")
+    err = fails(capsys, "conv2d", "-i", str(tmp_path / "x.npy"), "-k", str(tmp_path / "w.npy"), "-e", "0,0", "-c", "2")
+    assert "output channel 2 does not exist: there are 2" in err

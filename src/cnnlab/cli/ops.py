@@ -60,7 +60,8 @@ def _parse_rows(text: str, name: str) -> np.ndarray:
                 values.append(float(tok))
             except ValueError:
                 raise CnnlabError(f"cannot read {tok!r} in row {i} of {name} as a number; write numbers "
-                                  f"separated by spaces, rows separated by ';', e.g. \"1 2; 3 4\"") from None
+                                  f"separated by spaces, rows separated by ';', e.g. \"1 2; 3 4\" "
+                                  f"(or give a .npy/.txt file path)") from None
         if parsed and len(values) != len(parsed[0]):
             raise CnnlabError(f"row {i} of {name} has {len(values)} numbers but row 1 has {len(parsed[0])}; "
                               f"every row needs the same count")
@@ -124,6 +125,8 @@ def _transpose_geometry(f: Any) -> Any:
 
 
 def _explain_opt(f: Any) -> Any:
+    f = click.option("--channel", "-c", default=0, show_default=True,
+                     help="Output channel that --explain shows (multi-channel .npy inputs/weights).")(f)
     return click.option("--explain", "-e", metavar="I,J",
                         help="Print the worked sum of output cell I,J (1-D: I) term by term.")(f)
 
@@ -162,7 +165,7 @@ def ops() -> None:
 @click.option("--groups", "-g", default=1, show_default=True, help="Channel groups (multi-channel .npy inputs).")
 @_explain_opt
 def conv2d_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: str, groups: int,
-               explain: str | None) -> None:
+               explain: str | None, channel: int) -> None:
     """2-D convolution (cross-correlation, like PyTorch).
 
     Multi-channel inputs and PyTorch weight layouts (C_out, C_in/groups, kh, kw) come as .npy files.
@@ -174,7 +177,7 @@ def conv2d_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: st
     s, p, d = parse_ints(stride, "--stride"), parse_padding(padding), parse_ints(dilation, "--dilation")
     _show("output", O.conv2d(x, w, s, p, d, groups))
     if explain:
-        worked = explain_conv(x, w, _cell(explain), s, p, d, groups)
+        worked = explain_conv(x, w, _cell(explain), s, p, d, groups, out_channel=channel)
         click.echo(worked.window_text())
         click.echo(worked.text())
 
@@ -184,7 +187,8 @@ def conv2d_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: st
 @_kernel_opt
 @_geometry
 @_explain_opt
-def conv1d_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: str, explain: str | None) -> None:
+def conv1d_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: str, explain: str | None,
+               channel: int) -> None:
     """1-D convolution of a row (several rows: channels).
 
     One input row is a signal; several rows are channels, and the kernel then has one row per channel.
@@ -199,7 +203,7 @@ def conv1d_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: st
     p = _one_d_param(parse_padding(padding), "--padding")
     _show("output", O.conv1d(x, w, s, p, d))
     if explain:
-        worked = explain_conv(x, w, _cell(explain), s, p, d)
+        worked = explain_conv(x, w, _cell(explain), s, p, d, out_channel=channel)
         click.echo(worked.window_text())
         click.echo(worked.text())
 
@@ -218,7 +222,8 @@ def _pool_opts(f: Any) -> Any:
 @_input_opt
 @_pool_opts
 @_explain_opt
-def pool2d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: str, explain: str | None) -> None:
+def pool2d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: str, explain: str | None,
+               channel: int) -> None:
     """2-D max, min or average pooling."""
     from cnnlab import ops as O
     from cnnlab.ops.explain import explain_pool
@@ -228,7 +233,7 @@ def pool2d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: s
     s = None if stride is None else parse_ints(stride, "--stride")
     _show("output", O.pool2d(x, k, s, p, mode))
     if explain:
-        worked = explain_pool(x, k, _cell(explain), s, p, mode)
+        worked = explain_pool(x, k, _cell(explain), s, p, mode, channel=channel)
         click.echo(worked.window_text())
         click.echo(worked.text())
 
@@ -237,7 +242,8 @@ def pool2d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: s
 @_input_opt
 @_pool_opts
 @_explain_opt
-def pool1d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: str, explain: str | None) -> None:
+def pool1d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: str, explain: str | None,
+               channel: int) -> None:
     """1-D max, min or average pooling.
 
     Several input rows are pooled as separate channels.
@@ -250,7 +256,7 @@ def pool1d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: s
     s = None if stride is None else _one_d_param(parse_ints(stride, "--stride"), "--stride")
     _show("output", O.pool1d(x, k, s, p, mode))
     if explain:
-        worked = explain_pool(x, k, _cell(explain), s, p, mode, one_d=True, channel=0)
+        worked = explain_pool(x, k, _cell(explain), s, p, mode, one_d=True, channel=channel)
         click.echo(worked.window_text())
         click.echo(worked.text())
 
@@ -266,7 +272,7 @@ def pool1d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: s
               help="scatter: each input stamps x*kernel; zeros: zero insertion + stride-1 conv (same numbers).")
 @_explain_opt
 def transpose_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: str, output_padding: str,
-                  groups: int, method: str, explain: str | None) -> None:
+                  groups: int, method: str, explain: str | None, channel: int) -> None:
     """2-D transposed convolution, explained as zero insertion.
 
     Weights in PyTorch's transposed layout (C_in, C_out/groups, kh, kw) when given as a .npy file.
@@ -279,7 +285,7 @@ def transpose_cmd(input_: str, kernel: str, stride: str, padding: str, dilation:
     p, op = parse_ints(padding, "--padding"), parse_ints(output_padding, "--output-padding")
     _show("output", O.conv_transpose2d(x, w, s, p, op, d, groups, method=method))
     if explain:
-        click.echo(explain_transpose(x, w, _cell(explain), s, p, op, d, groups).text())
+        click.echo(explain_transpose(x, w, _cell(explain), s, p, op, d, groups, out_channel=channel).text())
 
 
 @ops.command("shape")

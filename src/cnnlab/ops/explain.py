@@ -97,8 +97,10 @@ def _paren(v: float) -> str:
     return f"({fmt(v)})" if v < 0 else fmt(v)
 
 
-def _label(cell: tuple[int, ...], one_d: bool) -> str:
-    return f"out[{cell[-1]}]" if one_d else f"out[{cell[0]}, {cell[1]}]"
+def _label(cell: tuple[int, ...], one_d: bool, channel: int | None = None) -> str:
+    """``out[i, j]``; with several channels the channel leads, as when indexing the (C, H, W) output."""
+    idx = [str(cell[-1])] if one_d else [str(cell[0]), str(cell[1])]
+    return f"out[{', '.join(([str(channel)] if channel is not None else []) + idx)}]"
 
 
 def _cell(cell: int | Sequence[int], one_d: bool) -> tuple[int, int]:
@@ -115,6 +117,11 @@ def _check_cell(cell: tuple[int, int], out: tuple[int, int], one_d: bool) -> Non
         size = f"{out[1]}" if one_d else f"{out[0]}x{out[1]}"
         raise CnnlabError(f"cell {cell[1] if one_d else cell} is outside the {size} output; pick indices from 0 "
                           f"to {out[1] - 1 if one_d else (out[0] - 1, out[1] - 1)}")
+
+
+def _check_index(value: int, size: int, name: str) -> None:
+    if not 0 <= value < size:
+        raise CnnlabError(f"{name} {value} does not exist: there are {size}; pick one from 0 to {size - 1}")
 
 
 def _lift(x: Any, one_d: bool) -> tuple[np.ndarray, int]:
@@ -140,9 +147,12 @@ def explain_conv(x: Any, w: Any, cell: int | Sequence[int], stride: Any = 1, pad
     out = tuple(conv_output_size(x4.shape[2 + i], w4.shape[2 + i], s[i], pads[i], d[i]) for i in range(2))
     ij = _cell(cell, one_d)
     _check_cell(ij, out, one_d)
+    _check_index(batch, x4.shape[0], "batch index")
+    _check_index(out_channel, w4.shape[0], "output channel")
     xp = pad(x4, pads)
     b = None if bias is None else float(np.asarray(bias, dtype=np.float64).reshape(-1)[out_channel])
-    return _conv_sum(xp, w4, ij, s, d, g, pads, batch, out_channel, b, _label(ij, one_d))
+    label = _label(ij, one_d, out_channel if w4.shape[0] > 1 else None)
+    return _conv_sum(xp, w4, ij, s, d, g, pads, batch, out_channel, b, label)
 
 
 def _conv_sum(xp: np.ndarray, w4: np.ndarray, ij: tuple[int, int], s: Sequence[int], d: Sequence[int], g: int,
@@ -180,6 +190,8 @@ def explain_pool(x: Any, size: Any, cell: int | Sequence[int], stride: Any = Non
     out = tuple(conv_output_size(x4.shape[2 + i], k[i], s[i], pads[i], d[i]) for i in range(2))
     ij = _cell(cell, one_d)
     _check_cell(ij, out, one_d)
+    _check_index(batch, x4.shape[0], "batch index")
+    _check_index(channel, x4.shape[1], "channel")
     fill = {"max": -np.inf, "min": np.inf, "avg": 0.0}[mode]
     xp = pad(x4, pads, fill)
     terms = []
@@ -189,10 +201,11 @@ def explain_pool(x: Any, size: Any, cell: int | Sequence[int], stride: Any = Non
             inside = pads[0][0] <= r < xp.shape[2] - pads[0][1] and pads[1][0] <= col < xp.shape[3] - pads[1][1]
             terms.append(Term(float(xp[batch, channel, r, col]), None, (channel, r, col), not inside))
     vals = [t.value for t in terms]
+    label = _label(ij, one_d, channel if x4.shape[1] > 1 else None)
     if mode == "avg":
         divisor = len(terms) if count_include_pad else sum(not t.padding for t in terms)
-        return WorkedSum(_label(ij, one_d), mode, terms, sum(vals) / divisor, divisor=divisor)
-    return WorkedSum(_label(ij, one_d), mode, terms, max(vals) if mode == "max" else min(vals))
+        return WorkedSum(label, mode, terms, sum(vals) / divisor, divisor=divisor)
+    return WorkedSum(label, mode, terms, max(vals) if mode == "max" else min(vals))
 
 
 @dataclass(frozen=True)
@@ -206,12 +219,12 @@ class TransposeExplanation:
     def text(self) -> str:
         z = tuple(s - 1 for s in self.stride)
         lines = [f"zero-inserted input (z = s-1 = {_pair(z)} zeros between cells):",
-                 format_matrix(_first_2d(self.steps.zero_inserted)),
+                 (_first_2d(self.steps.zero_inserted)),
                  f"padded by p' = d*(k-1)-p = {_pair(self.steps.p_prime)} on each side (+ output_padding at the "
                  f"far side), stride s' = 1:",
-                 format_matrix(_first_2d(self.steps.padded)),
+                 (_first_2d(self.steps.padded)),
                  "kernel flipped in both axes:",
-                 format_matrix(_first_2d(self.steps.kernel)),
+                 (_first_2d(self.steps.kernel)),
                  self.worked.window_text(),
                  self.worked.text()]
         return "\n".join(lines)
@@ -221,10 +234,13 @@ def _pair(v: tuple[int, int]) -> str:
     return str(v[0]) if v[0] == v[1] else f"{v[0]} (rows), {v[1]} (cols)"
 
 
-def _first_2d(a: np.ndarray) -> np.ndarray:
+def _first_2d(a: np.ndarray) -> str:
+    """The matrix itself, or its first 2-D slice with a note when there are channels."""
+    shape = a.shape
     while a.ndim > 2:
         a = a[0]
-    return a
+    note = f"(first of {int(np.prod(shape[:-2]))} channel slices; all are summed)\n" if len(shape) > 2 else ""
+    return note + format_matrix(a)
 
 
 def explain_transpose(x: Any, w: Any, cell: Sequence[int], stride: Any = 1, padding: Any = 0,
@@ -239,5 +255,7 @@ def explain_transpose(x: Any, w: Any, cell: Sequence[int], stride: Any = 1, padd
     ij = _cell(cell, False)
     out = tuple(np.shape(steps.output)[-2:])
     _check_cell(ij, out, False)  # type: ignore[arg-type]
-    worked = _conv_sum(x4, w4, ij, (1, 1), d, g, ((0, 0), (0, 0)), 0, out_channel, None, _label(ij, False))
+    _check_index(out_channel, w4.shape[0], "output channel")
+    label = _label(ij, False, out_channel if w4.shape[0] > 1 else None)
+    worked = _conv_sum(x4, w4, ij, (1, 1), d, g, ((0, 0), (0, 0)), 0, out_channel, None, label)
     return TransposeExplanation(steps, worked, as_tuple(stride, 2, "stride", 1))
