@@ -120,6 +120,9 @@ def pool_output_size(n: int, k: int, s: int | None = None, p: int | tuple[int, i
 
 def conv_transpose_output_size(n: int, k: int, s: int = 1, p: int = 0, op: int = 0, d: int = 1) -> int:
     """Output length of a transposed convolution: (n-1)*s - 2p + d*(k-1) + op + 1."""
+    s, d = as_tuple(s, 1, "stride", 1)[0], as_tuple(d, 1, "dilation", 1)[0]
+    k = as_tuple(k, 1, "kernel size", 1)[0]
+    as_pads(p, 1)  # rejects negative padding
     check_output_padding(op, s, d)
     out = (n - 1) * s - 2 * p + d * (k - 1) + op + 1
     if out < 1:
