@@ -146,6 +146,7 @@ def test_decompression_bomb_limit_stays_on(tmp_path, monkeypatch) -> None:
         (lambda root: (_tree(root), (root / "c").mkdir()), "class folder"),
         (lambda root: (_tree(root / "train", classes=("a", "b", "c")), _tree(root / "val")), "class(es) c of"),
         (lambda root: (_tree(root / "train"), _tree(root / "val", classes=("a", "b", "d"))), "d that"),
+        (lambda root: _tree(root / "val"), "has val/ but no train/"),
     ],
 )
 def test_bad_folders_name_the_problem(tmp_path, make, message: str) -> None:

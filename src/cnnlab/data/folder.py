@@ -95,6 +95,9 @@ def load_folder(root: Path, *, spec: str, val_split: float, seed: int, image_siz
             keep, vkeep = _pool_split(labels, val_split, seed, limit)
             split = f"stratified val_split={val_split} seed={seed} of train/"
     else:
+        if (root / "val").is_dir():  # otherwise val/ would silently become a class called 'val'
+            raise CnnlabError(f"folder {root} has val/ but no train/; add {root / 'train'}/<class>/ with the training "
+                              "images, or rename val/")
         classes = _class_folders(root)
         names = sorted(classes)
         files, labels = _flatten(classes, names)
