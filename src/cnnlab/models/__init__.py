@@ -8,6 +8,7 @@ import line here.
 # Model family modules are imported here so that their builders register themselves.
 # (The imports are added as the families land.)
 from cnnlab.models import (
+    cifar_fast,  # noqa: F401
     mini_xception,  # noqa: F401
     resnet,  # noqa: F401
     xception,  # noqa: F401
