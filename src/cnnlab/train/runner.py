@@ -196,16 +196,15 @@ def restore_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.O
                     seen=info["seen"], train_seconds=info["train_seconds"])
 
 
-def epoch_row(pos: Position, lr: float, seconds: float, val: dict[str, float], train_extra: dict[str, float]
+def epoch_row(pos: Position, lr: float, seconds: float, val: dict[str, float], world_size: int = 1
               ) -> dict[str, Any]:
-    """One metrics.jsonl line."""
+    """One metrics.jsonl line (images/s counts every process's images)."""
     row: dict[str, Any] = {
         "epoch": pos.epoch + 1, "step": pos.step,
         "train_loss": pos.loss_sum / max(pos.seen, 1),
-        **{f"train_{k}": v for k, v in train_extra.items()},
         **{f"val_{k}": v for k, v in val.items()},
         "lr": lr,
-        "images_per_s": pos.seen / max(pos.train_seconds, 1e-9),
+        "images_per_s": pos.seen * world_size / max(pos.train_seconds, 1e-9),
         "seconds": seconds,
     }
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
@@ -290,7 +289,7 @@ def _train(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, po
     with make_progress(show and dist.is_main, console) as bar, deferred_interrupt(not dist.enabled) as pressed:
         def step_hook(p: Position, loss: float) -> None:
             bar.update(bar_task, completed=p.batch, stats=f"loss {loss:.4f}  "
-                       f"{p.seen / max(p.train_seconds, 1e-9):,.0f} img/s")
+                       f"{p.seen * dist.world_size / max(p.train_seconds, 1e-9):,.0f} img/s")
             if on_step is not None:
                 on_step(p, loss)
             if pressed():
@@ -310,7 +309,7 @@ def _train(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, po
                     meter = evaluate(model, task, bundle.val.x, bundle.val.y, ctx.preprocess, ctx.precision,
                                      cfg.batch_size, bundle.num_classes)
                     val = meter.compute()
-                row = epoch_row(pos, lr, time.perf_counter() - start + 0.0, val, {})
+                row = epoch_row(pos, lr, time.perf_counter() - start, val, dist.world_size)
                 pos.epoch, pos.batch = pos.epoch + 1, 0
                 if dist.is_main:
                     save_checkpoint(run_dir, model, ctx.optimizer, pos)

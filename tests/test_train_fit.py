@@ -1,0 +1,148 @@
+"""fit(): bit-exact resume (after an epoch and after Ctrl-C mid-epoch), NaN stop, run-dir checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cnnlab.errors import CnnlabError
+from cnnlab.train import checkpoint as ckpt
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.metrics import REQUIRED_KEYS
+from cnnlab.train.runner import fit
+
+pytestmark = pytest.mark.slow
+
+# 96 shapes at 32x32, 72 for training in batches of 16: 4 steps per epoch, seconds per run.
+TINY = TrainConfig(data="builtin:shapes", model="mini_xception", epochs=2, batch_size=16, limit=96,
+                   val_split=0.25, image_size=32, precision="fp32", threads=1,
+                   model_kwargs={"widths": [8, 16], "stem_width": 8})
+
+
+def tiny(tmp_path, name: str, **changes) -> TrainConfig:
+    return dataclasses.replace(TINY, out=str(tmp_path / name), **changes)
+
+
+def weights(run_dir) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / ckpt.MODEL))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 2-epoch run."""
+    cfg = dataclasses.replace(TINY, out=str(tmp_path_factory.mktemp("ref") / "run"))
+    return fit(cfg, progress=False)
+
+
+def test_run_directory_and_metrics_format(reference) -> None:
+    run = reference.run_dir
+    for name in ("config.json", "model.safetensors", "state.safetensors", "state.json", "metrics.jsonl",
+                 "curves.png", "confusion.png"):
+        assert (run / name).is_file(), name
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in rows] == [1, 2] and [r["step"] for r in rows] == [4, 8]
+    for row in rows:
+        assert set(REQUIRED_KEYS) <= set(row)
+        assert {"val_loss", "val_top1", "val_top5"} <= set(row)
+        assert all(isinstance(v, (int, float)) for v in row.values())
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["kwargs"]["num_classes"] == 6 and config["preprocess"]["image_size"] == [32, 32]
+    assert config["train"]["lr"] == 2e-3  # the resolved value, not None
+    assert not list(run.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_resume_after_ctrl_c_is_bit_exact(tmp_path, reference) -> None:
+    """Ctrl-C mid-epoch 1, resume, Ctrl-C mid-epoch 2, resume: the same weights as never stopping."""
+    cfg = tiny(tmp_path, "run")
+
+    def press_ctrl_c_at(step: int):
+        def on_step(pos, loss: float) -> None:
+            if pos.step == step:
+                os.kill(os.getpid(), signal.SIGINT)  # the real signal: the handler defers it to here
+        return on_step
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, on_step=press_ctrl_c_at(2), progress=False)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert (state["epoch"], state["batch"], state["step"]) == (0, 2, 2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, resume=True, on_step=press_ctrl_c_at(6), progress=False)
+    result = fit(cfg, resume=True, progress=False)
+    expected, got = weights(reference.run_dir), weights(result.run_dir)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    assert [r["train_loss"] for r in result.history] == [r["train_loss"] for r in reference.history]
+    assert [r["val_top1"] for r in result.history] == [r["val_top1"] for r in reference.history]
+
+
+def test_resume_of_a_finished_run_trains_nothing(reference) -> None:
+    cfg = dataclasses.replace(TINY, out=str(reference.run_dir))
+    before = weights(reference.run_dir)
+    result = fit(cfg, resume=True, progress=False)
+    assert not result.trained
+    assert all(torch.equal(before[k], v) for k, v in weights(reference.run_dir).items())
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch) -> None:
+    from cnnlab.tasks.classify import ClassifyTask
+
+    real_loss = ClassifyTask.loss
+    calls = {"n": 0}
+
+    def loss(self, outputs, targets):
+        calls["n"] += 1
+        value = real_loss(self, outputs, targets)
+        return value * float("nan") if calls["n"] == 6 else value  # second step of epoch 2
+
+    monkeypatch.setattr(ClassifyTask, "loss", loss)
+    cfg = tiny(tmp_path, "run", val_split=0.0, limit=72)  # no validation: only training calls the loss
+    with pytest.raises(CnnlabError, match=r"loss became nan at epoch 2, step 5.*checkpoint of epoch 1 is kept"):
+        fit(cfg, progress=False)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["epoch"] == 1 and state["step"] == 4
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+    assert all(torch.isfinite(t.float()).all() for t in weights(tmp_path / "run").values())
+
+
+def test_existing_run_without_resume_is_refused(reference) -> None:
+    with pytest.raises(CnnlabError, match="already holds a run; pass --resume"):
+        fit(dataclasses.replace(TINY, out=str(reference.run_dir)), progress=False)
+
+
+def test_resume_with_a_different_config_names_the_keys(reference) -> None:
+    cfg = dataclasses.replace(TINY, out=str(reference.run_dir), lr=0.5, model_kwargs={"widths": [8]})
+    with pytest.raises(CnnlabError, match=r"differs in model_kwargs: .*; lr: 0.002 -> 0.5"):
+        fit(cfg, resume=True, progress=False)
+
+
+def test_resume_of_another_tasks_run_is_refused(tmp_path, reference) -> None:
+    run = tmp_path / "seg"
+    run.mkdir()
+    config = json.loads((reference.run_dir / "config.json").read_text())
+    config["task"] = "segment"
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CnnlabError, match="is a 'segment' run, not 'classify'"):
+        fit(dataclasses.replace(TINY, out=str(run)), resume=True, progress=False)
+
+
+def test_resume_without_a_run_is_refused(tmp_path) -> None:
+    with pytest.raises(CnnlabError, match="holds no run"):
+        fit(tiny(tmp_path, "none"), resume=True, progress=False)
+
+
+def test_init_from_data_is_called_with_preprocessed_images(tmp_path, monkeypatch) -> None:
+    from cnnlab.models.mini_xception import MiniXception
+
+    seen = []
+    monkeypatch.setattr(MiniXception, "init_from_data", lambda self, x: seen.append(x), raising=False)
+    fit(tiny(tmp_path, "run", epochs=1), progress=False)
+    assert len(seen) == 1 and seen[0].dtype == torch.float32 and seen[0].shape[1:] == (3, 32, 32)
+    assert abs(float(seen[0].mean())) < 0.2  # normalised with the training statistics

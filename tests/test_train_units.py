@@ -1,0 +1,121 @@
+"""Training building blocks: schedule values, weight-decay groups, config handling, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.train import checkpoint as ckpt
+from cnnlab.train.config import TrainConfig, apply_overrides, config_differences
+from cnnlab.train.distributed import Dist
+from cnnlab.train.loop import Normalize, epoch_batches
+from cnnlab.train.optim import lr_at, make_optimizer, param_groups
+
+
+def test_warmup_is_linear_and_ends_at_the_peak() -> None:
+    # 10 steps, 20% warm-up = 2 steps: 0.5, 1.0, then the decay starts from the peak.
+    assert [lr_at(s, 10, 1.0, 0.2, "onecycle") for s in range(3)] == [0.5, 1.0, 1.0]
+    assert lr_at(2, 10, 1.0, 0.2, "cosine") == 1.0
+
+
+def test_onecycle_falls_linearly_and_cosine_along_a_half_cosine() -> None:
+    assert lr_at(6, 10, 1.0, 0.2, "onecycle") == pytest.approx(0.5)  # half-way through the 8 decay steps
+    assert lr_at(9, 10, 1.0, 0.2, "onecycle") == pytest.approx(1 / 8)
+    assert lr_at(6, 10, 1.0, 0.2, "cosine") == pytest.approx(0.5)
+    assert lr_at(4, 10, 1.0, 0.2, "cosine") == pytest.approx(0.5 * (1 + 2 ** -0.5))  # cos(pi/4)
+    assert lr_at(0, 10, 0.3, 0.0, "onecycle") == pytest.approx(0.3)  # no warm-up: start at the peak
+
+
+def test_weight_decay_skips_norm_and_bias_parameters() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    decay, no_decay = param_groups(model, 0.05)
+    assert {id(p) for p in decay["params"]} == {id(model[0].weight), id(model[3].weight)}
+    assert {id(p) for p in no_decay["params"]} == {id(model[0].bias), id(model[1].weight), id(model[1].bias),
+                                                    id(model[3].bias)}
+    opt = make_optimizer(model, "sgd", 0.1, 0.05, 0.9)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
+    assert opt.param_groups[0]["nesterov"] is True
+
+
+def test_config_is_never_mutated_and_lr_is_resolved() -> None:
+    cfg = TrainConfig(data="builtin:shapes", model="mini_xception")
+    resolved = cfg.resolved()
+    assert cfg.lr is None and resolved.lr == 2e-3
+    assert TrainConfig(data="d", model="m", optimizer="sgd").resolved().lr == 0.1
+    changed = apply_overrides(cfg, {"epochs": 3}, "recipe 'x'")
+    assert cfg.epochs == 10 and changed.epochs == 3
+    with pytest.raises(CnnlabError, match="recipe 'x' sets unknown training options \\['epoch'\\]"):
+        apply_overrides(cfg, {"epoch": 3}, "recipe 'x'")
+    with pytest.raises(CnnlabError, match="--warmup"):
+        cfg.resolved(warmup=1.5)
+
+
+def test_config_differences_name_the_keys() -> None:
+    a = TrainConfig(data="d", model="m").to_dict()
+    b = TrainConfig(data="d", model="other", lr=0.5, epochs=99).to_dict()
+    diffs = config_differences(a, b)
+    assert [d.split(":")[0] for d in diffs] == ["model", "lr"]  # epochs may change on resume
+
+
+def test_epoch_batches_are_seeded_and_ranks_get_disjoint_equal_shards() -> None:
+    one = epoch_batches(10, 3, seed=1, epoch=0, dist=Dist())
+    assert [len(b) for b in one] == [3, 3, 3]  # the partial batch is dropped
+    assert all(torch.equal(a, b) for a, b in zip(one, epoch_batches(10, 3, 1, 0, Dist()), strict=True))
+    assert not torch.equal(torch.cat(one), torch.cat(epoch_batches(10, 3, 1, 1, Dist())))
+    ranks = [torch.cat(epoch_batches(10, 2, 1, 0, Dist(r, 2))) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 4
+    assert not set(ranks[0].tolist()) & set(ranks[1].tolist())
+
+
+def test_normalize_measures_per_channel_statistics() -> None:
+    x = torch.zeros(2, 2, 4, 4, dtype=torch.uint8)
+    x[:, 1] = 255
+    x[1, 0] = 255
+    norm = Normalize.from_images(x)
+    assert norm.mean == [0.5, 1.0]
+    assert norm.std[0] == pytest.approx(0.5)
+    out = norm(x)
+    assert out[0, 0].eq(-1).all() and out[1, 0].eq(1).all()
+
+
+def test_optimizer_and_rng_state_round_trip(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = make_optimizer(model, "adamw", 1e-2, 0.1, 0.9)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    ckpt.save_model(tmp_path / ckpt.MODEL, model, step=1)
+    ckpt.save_state(tmp_path, opt, {"step": 1, "epoch": 0})
+    expected_rng = torch.rand(3)
+    torch.manual_seed(123)
+    fresh = nn.Linear(3, 2)
+    opt2 = make_optimizer(fresh, "adamw", 1e-2, 0.1, 0.9)
+    assert ckpt.load_model_weights(tmp_path / ckpt.MODEL, fresh) == 1
+    info = ckpt.load_state(tmp_path, opt2)
+    assert info["epoch"] == 0 and ckpt.check_consistent(tmp_path) == 1
+    assert torch.equal(torch.rand(3), expected_rng)  # the RNG continues where it was saved
+    for p, q in zip(model.parameters(), fresh.parameters(), strict=True):
+        assert torch.equal(p, q)
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(opt.state[p][key], opt2.state[q][key])
+
+
+def test_checkpoint_files_from_different_steps_are_refused(tmp_path) -> None:
+    model = nn.Linear(3, 2)
+    opt = make_optimizer(model, "sgd", 0.1, 0.0, 0.9)
+    ckpt.save_model(tmp_path / ckpt.MODEL, model, step=5)
+    ckpt.save_state(tmp_path, opt, {"step": 4, "epoch": 0})
+    with pytest.raises(CnnlabError, match="inconsistent"):
+        ckpt.check_consistent(tmp_path)
+
+
+def test_atomic_write_leaves_no_file_when_writing_fails(tmp_path) -> None:
+    def fail(path) -> None:
+        path.write_text("partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        ckpt.atomic_write(tmp_path / "x.json", fail)
+    assert list(tmp_path.iterdir()) == []
