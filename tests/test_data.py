@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnnlab.data import DataBundle, ImageData, load_data
 from cnnlab.data.arrays import load_npz
@@ -165,3 +167,24 @@ def test_shared_cats_vs_dogs_folder_and_cifar10_npz(shared_data) -> None:
     assert torch.bincount(cifar.val.y).tolist() == [10] * 10
     mean = torch.cat([cifar.train.x, cifar.val.x]).float().mean(dim=(0, 2, 3)) / 255
     assert torch.allclose(mean, torch.tensor([0.4914, 0.4822, 0.4465]), atol=0.04)  # published CIFAR means
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels=st.lists(st.integers(0, 4), min_size=1, max_size=60), val_split=st.floats(0.0, 0.9),
+       seed=st.integers(0, 3), limit=st.one_of(st.none(), st.integers(1, 70)))
+def test_split_and_limit_properties(labels: list[int], val_split: float, seed: int, limit: int | None) -> None:
+    y = torch.tensor(labels)
+    train, val = stratified_split(y, val_split, seed)
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(len(y)))  # a partition
+    for cls in set(labels):
+        count, in_val = labels.count(cls), int((y[val] == cls).sum())
+        assert count - in_val >= 1  # every class keeps training examples
+        if val_split > 0 and count >= 2:
+            assert in_val >= 1  # and is validated when it can be
+        assert abs(in_val - val_split * count) <= 1
+    keep = balanced_subset(y, limit)
+    assert len(keep) == min(len(y), limit or len(y)) and torch.equal(keep, keep.sort().values)
+    counts = torch.bincount(y[keep], minlength=5)
+    full = torch.bincount(y, minlength=5)
+    # balanced: a class has fewer picks than another only when it ran out
+    assert all(counts[a] >= counts[b] - 1 or counts[a] == full[a] for a in range(5) for b in range(5))

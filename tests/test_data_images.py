@@ -170,3 +170,16 @@ def test_load_images_files_and_folders(tmp_path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_images([single])[0].shape == (1, 3, 10, 10)  # default size: its shorter side
+
+
+def test_load_images_matches_the_training_decode(tmp_path) -> None:
+    """predict/explain inputs go through exactly the decode path that training folders use."""
+    for name, colour in (("a", (200, 30, 10)), ("b", (5, 90, 250))):
+        img = Image.effect_noise((37, 29), 60).convert("RGB")
+        img.paste(colour, (0, 0, 10, 10))
+        _save(tmp_path / name / "0.jpg", img)
+        _save(tmp_path / name / "1.png", img.convert("RGBA"))
+    bundle = load_data(tmp_path, image_size=(12, 16), val_split=0)
+    x, paths = load_images([tmp_path], image_size=(12, 16))
+    assert [p.name for p in paths] == ["0.jpg", "1.png", "0.jpg", "1.png"]
+    assert torch.equal(x, bundle.train.x)
