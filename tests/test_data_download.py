@@ -82,6 +82,17 @@ def test_cifar10_downloads_once_verifies_and_loads(server, tmp_path, monkeypatch
     assert test.val.x[:, 1, 5, 5].tolist() == [201, 202, 203]
 
 
+def test_cifar10_archive_with_a_traversal_member_is_refused(server, tmp_path, monkeypatch) -> None:
+    root, url = server
+    sha = _cifar_archive(root / "evil.tar.gz", extra=lambda tar: _add(tar, "../../escaped.txt", b"x"))
+    monkeypatch.setattr(cifar10, "URL", f"{url}/evil.tar.gz")
+    monkeypatch.setattr(cifar10, "SHA256", sha)  # the hash is right: only the member check can stop it
+    with pytest.raises(CnnlabError, match="unsafe member path '../../escaped.txt'"):
+        load_data("cifar10", cache_dir=tmp_path / "cache")
+    assert not list(tmp_path.rglob("escaped.txt"))
+    assert not (tmp_path / "cache" / "cifar10" / "cifar-10-batches-bin").exists()
+
+
 def test_wrong_hash_names_file_and_both_hashes(server, tmp_path) -> None:
     root, url = server
     sha = _cifar_archive(root / "a.tar.gz")

@@ -49,6 +49,8 @@ def test_colour_modes_become_rgb_by_the_documented_policy(tmp_path) -> None:
     # CMYK (0, 0, 0, 0) is white, (0, 255, 255, 0) red
     assert _decode_one(_save(tmp_path / "w.tif", _solid((0, 0, 0, 0), mode="CMYK")))[:, 0, 0].tolist() == [255] * 3
     assert _decode_one(_save(tmp_path / "r.tif", _solid((0, 255, 255, 0), mode="CMYK")))[:, 0, 0].tolist() == [255, 0, 0]
+    red = _decode_one(_save(tmp_path / "r.jpg", _solid((0, 255, 255, 0), mode="CMYK"), quality=95))  # Adobe CMYK JPEG
+    assert red[0].min() > 240 and red[1:].max() < 15
     # palette, with and without a transparent index
     pal = Image.new("P", (4, 4), 1)
     pal.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
