@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -148,23 +149,29 @@ def shapes(n: int = 2000, size: int = 64, classes: int = len(SHAPES), seed: int 
     return torch.cat(xs), params["label"].clone(), torch.cat(masks), list(SHAPES[:classes])
 
 
-# name -> (generator, {option: type}); an option's value arrives as text from the spec.
-BUILTINS: dict[str, tuple[Callable[..., tuple], dict[str, type]]] = {
-    "shapes": (shapes, {"n": int, "size": int, "classes": int}),
+# name -> (generator, {option: default}); an option's type is its default's type.
+BUILTINS: dict[str, tuple[Callable[..., tuple], dict[str, Any]]] = {
+    "shapes": (shapes, {"n": 2000, "size": 64, "classes": len(SHAPES)}),
 }
 
 
-def generate(name: str, options: dict[str, str], seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
-    """Run builtin ``name`` with its ``key=value`` options (strings, converted and checked here)."""
+def parse_options(name: str, options: dict[str, str]) -> dict[str, Any]:
+    """Every option of builtin ``name``: the defaults, overridden by the spec's ``key=value`` texts."""
     if name not in BUILTINS:
         raise unknown("builtin dataset", name, BUILTINS)
-    fn, types = BUILTINS[name]
-    kwargs = {}
+    defaults = BUILTINS[name][1]
+    resolved = dict(defaults)
     for key, text in options.items():
-        if key not in types:
-            raise unknown(f"option of builtin:{name}", key, types)
+        if key not in defaults:
+            raise unknown(f"option of builtin:{name}", key, defaults)
+        kind = type(defaults[key])
         try:
-            kwargs[key] = types[key](text)
+            resolved[key] = kind(text)
         except ValueError:
-            raise CnnlabError(f"builtin:{name} option {key}={text!r} must be {types[key].__name__}") from None
-    return fn(**kwargs, seed=seed)
+            raise CnnlabError(f"builtin:{name} option {key}={text!r} must be {kind.__name__}") from None
+    return resolved
+
+
+def generate(name: str, options: dict[str, Any], seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Run builtin ``name`` with resolved options (see ``parse_options``): (x, y, mask, class names)."""
+    return BUILTINS[name][0](**options, seed=seed)

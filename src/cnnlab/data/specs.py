@@ -87,9 +87,9 @@ def load_data(spec: str | os.PathLike, task: str = "classify", *, val_split: flo
     ``val_split`` (stratified, deterministic from ``seed``) applies where the source has no own
     validation split. ``image_size`` (int or (H, W)) resizes every image; ``None`` keeps array sizes and
     picks a size for folders (see ``cnnlab.data.folder``). ``strict`` turns skipped unreadable images
-    into errors. ``limit`` caps every source (train pool, val folder) at that many images, a balanced
-    subset (the first images of each class in source order), before splitting: for quick runs and tests. ``cache_dir`` is where
-    downloads live (default ``$CNNLAB_CACHE`` or ``~/.cache/cnnlab``).
+    into errors. ``limit`` (for quick runs and tests) caps every source (train pool, val folder) at that
+    many images, a balanced subset (the first images of each class in source order), before splitting.
+    ``cache_dir`` is where downloads live (default ``$CNNLAB_CACHE`` or ``~/.cache/cnnlab``).
     """
     if task not in TASKS:
         raise CnnlabError(f"task {task!r} has no data loader here{did_you_mean(task, TASKS)}; "
@@ -137,17 +137,17 @@ def _arrays(spec: str, x: torch.Tensor, y: torch.Tensor, names: list[str],
 
 def _builtin(parsed: Spec, spec: str, task: str, val_split: float, seed: int,
              size: tuple[int, int] | None, limit: int | None) -> DataBundle:
-    from cnnlab.data.builtin import generate
+    from cnnlab.data.builtin import generate, parse_options
 
-    options = dict(parsed.options)
+    options = parse_options(parsed.name, parsed.options)
     if size is not None:
         if size[0] != size[1]:
             raise CnnlabError(f"{spec} makes square images; pass one image_size, not {size}")
-        if "size" in options and int(options["size"]) != size[0]:
+        if "size" in parsed.options and options["size"] != size[0]:
             raise CnnlabError(f"{spec} asks for size={options['size']} but image_size={size[0]}; give one of them")
-        options["size"] = str(size[0])
+        options["size"] = size[0]
     if limit is not None:  # generate no more than will be used
-        options["n"] = str(min(limit, int(options.get("n", limit))))
+        options["n"] = min(limit, options["n"])
     x, y, mask, names = generate(parsed.name, options, seed)
     train, valid = split_arrays(x, y, mask, val_split=val_split, seed=seed, limit=None)
     if task == "segment":  # targets are the masks; class 0 is the background
