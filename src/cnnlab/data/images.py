@@ -95,11 +95,15 @@ def read(path: Path, min_side: int) -> Image.Image:
         return ImageOps.exif_transpose(img)
 
 
-def decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
-    """One file -> uint8 (channels, H, W) by the module's policy. Raises DECODE_ERRORS on broken files."""
-    img = read(path, max(size))
+def to_array(img: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:
+    """A decoded image -> uint8 (channels, H, W): colour policy, then cover-resize and centre crop."""
     arr = np.asarray(fit(to_mode(img, channels), size))
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
+    """One file -> uint8 (channels, H, W) by the module's policy. Raises DECODE_ERRORS on broken files."""
+    return to_array(read(path, max(size)), size, channels)
 
 
 def _reason(exc: BaseException) -> str:
@@ -130,8 +134,7 @@ def decode_many(paths: Sequence[Path], size: tuple[int, int], channels: int, str
                 raise CnnlabError(f"cannot read image {path}: {_reason(exc)}; fix or delete the file "
                                   "(without strict, unreadable files are skipped with a warning)") from None
             return _reason(exc)
-        arr = np.asarray(fit(to_mode(img, channels), size))
-        return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        return to_array(img, size, channels)
 
     workers = workers or min(8, os.cpu_count() or 1)
     out = np.empty((len(paths), channels, *size), dtype=np.uint8)
