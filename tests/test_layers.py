@@ -155,3 +155,22 @@ def test_classifier_head_pools_and_projects() -> None:
     head = ClassifierHead(8, 3, dropout=0.5)
     assert head(torch.rand(2, 8, 5, 5)).shape == (2, 3)
     assert ClassifierHead(8, 3, dims=1)(torch.rand(2, 8, 7)).shape == (2, 3)
+
+
+def test_blocks_trace_into_one_graph_for_torch_compile() -> None:
+    # fullgraph=True fails on any graph break (data-dependent Python control flow); the eager backend
+    # traces without code generation, so this stays cheap.
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        SeparableConv(3, 8, 3, 2),
+        Residual(ConvNormAct(8, 8, 3), 8, 8, merge="concat"),
+        Residual(SeparableBlock(16, 24, 3, 2, order="bn-relu-conv"), 16, 24, stride=2, project=True),
+        MaxPoolSame(3, 2),
+        PixelShuffleUp(24, 8, 2),
+        ResizeConvUp(8, 8, 2),
+        TransposedUp(8, 4, 2),
+    ).eval()
+    x = torch.rand(2, 3, 13, 14)
+    compiled = torch.compile(net, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), net(x))

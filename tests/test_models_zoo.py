@@ -99,3 +99,26 @@ def test_cli_models_summary_shows_the_table_then_the_named_error() -> None:
 def test_cli_models_summary_rejects_bad_input_size() -> None:
     result = CliRunner().invoke(cli, ["models", "summary", "resnet20", "--input-size", "3,32,x"])
     assert result.exit_code != 0 and "--input-size" in str(result.exception)
+
+
+def test_mini_xception_traces_into_one_graph_in_channels_last() -> None:
+    torch.manual_seed(0)
+    model = create_model("mini_xception", widths=(8, 16), num_classes=3).eval()
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 37, 40).contiguous(memory_format=torch.channels_last)
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x))
+
+
+def test_mini_xception_follows_the_listing() -> None:
+    model = create_model("mini_xception", num_classes=1)
+    assert model.stem.conv.kernel_size == (5, 5) and model.stem.conv.bias is None
+    assert [s.out_channels for s in model.stages] == [32, 64, 128, 256, 512]
+    stage = model.stages[1]
+    assert [n for n, _ in stage.main[0].named_children()] == ["bn", "act", "conv"]  # BN -> ReLU -> SepConv
+    assert stage.shortcut.conv.kernel_size == (1, 1) and stage.shortcut.conv.stride == (2, 2)
+    assert model.head.drop.p == 0.5 and model.head.fc.out_features == 1
+    # Our inputs are already in [0, 1], which the listing's Rescaling(1/255) produces from [0, 255].
+    assert model.rescale.scale == 1.0
+    assert create_model("mini_xception", input_scale=1 / 255).rescale.scale == 1 / 255
