@@ -32,6 +32,8 @@ def test_builtin_shapes_bundle_contract() -> None:
     assert bundle.train.x.dtype == torch.uint8 and bundle.train.x.shape[1:] == (3, 32, 32)
     assert bundle.train.y.dtype == torch.int64
     assert len(bundle.train) + len(bundle.val) == 240
+    first = bundle.train.take(slice(0, 5))
+    assert len(first) == 5 and torch.equal(first.mask, bundle.train.mask[:5])
     # stratified: 40 per class, a quarter of each in val
     assert torch.bincount(bundle.val.y, minlength=6).tolist() == [10] * 6
 
