@@ -101,3 +101,17 @@ def test_to_float() -> None:
     assert torch.equal(out, torch.tensor([0.0, 128 / 255, 1.0], dtype=torch.float32))
     f = torch.rand(3)
     assert to_float(f) is f
+
+
+@pytest.mark.parametrize("mode", ["reflect", "constant"])
+def test_random_crop_matches_a_per_image_pad_and_slice_oracle(mode: str) -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, (16, 3, 9, 11), dtype=torch.uint8, generator=gen)
+    crop = RandomCrop(padding=3, size=(7, 10), mode=mode, fill=17)
+    params = crop.sample(16, gen)
+    out = crop.apply(params, x)
+    for i in range(16):  # the oracle: pad one image with torch, slice at the sampled offset
+        padded = torch.nn.functional.pad(x[i : i + 1].float(), (3, 3, 3, 3), mode=mode, value=17.0)[0]
+        oy = min(int(params["oy"][i] * (9 + 6 - 7 + 1)), 9 + 6 - 7)
+        ox = min(int(params["ox"][i] * (11 + 6 - 10 + 1)), 11 + 6 - 10)
+        assert torch.equal(out[i], padded[:, oy : oy + 7, ox : ox + 10].to(torch.uint8))
