@@ -111,7 +111,8 @@ def test_random_crop_matches_a_per_image_pad_and_slice_oracle(mode: str) -> None
     params = crop.sample(16, gen)
     out = crop.apply(params, x)
     for i in range(16):  # the oracle: pad one image with torch, slice at the sampled offset
-        padded = torch.nn.functional.pad(x[i : i + 1].float(), (3, 3, 3, 3), mode=mode, value=17.0)[0]
+        extra = {"value": 17.0} if mode == "constant" else {}
+        padded = torch.nn.functional.pad(x[i : i + 1].float(), (3, 3, 3, 3), mode=mode, **extra)[0]
         oy = min(int(params["oy"][i] * (9 + 6 - 7 + 1)), 9 + 6 - 7)
         ox = min(int(params["ox"][i] * (11 + 6 - 10 + 1)), 11 + 6 - 10)
         assert torch.equal(out[i], padded[:, oy : oy + 7, ox : ox + 10].to(torch.uint8))
