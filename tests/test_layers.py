@@ -174,3 +174,9 @@ def test_blocks_trace_into_one_graph_for_torch_compile() -> None:
     compiled = torch.compile(net, backend="eager", fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), net(x))
+
+
+def test_main_branch_larger_than_shortcut_is_explained_not_projected() -> None:
+    up = annotate_names(Residual(TransposedUp(4, 4, 2), 4, 4, project=True))
+    with pytest.raises(CnnlabError, match=r"'merge'.*larger than the shortcut.*padding and strides"):
+        up(torch.rand(1, 4, 6, 6))
