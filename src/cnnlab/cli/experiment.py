@@ -12,7 +12,7 @@ def experiment() -> None:
     """Small experiments that make a lecture point visible."""
 
 
-@experiment.command("vanishing-gradients")
+@experiment.command("vanishing-gradients", short_help="Gradient norm per layer: plain vs residual, sigmoid vs ReLU.")
 @click.option("--depth", type=int, default=30, show_default=True, help="Conv layers per stack.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("vanishing-gradients"), show_default=True, help="Folder for the plot.")

@@ -70,7 +70,7 @@ def models() -> None:
     """List the model registry and summarise a model layer by layer."""
 
 
-@models.command("list")
+@models.command("list", short_help="Every registered model: parameters at the defaults, tags.")
 @click.argument("pattern", required=False)
 def list_cmd(pattern: str | None) -> None:
     """Every registered model (optionally matching PATTERN, e.g. 'resnet*'): parameters at the defaults, tags."""
@@ -93,7 +93,7 @@ def list_cmd(pattern: str | None) -> None:
     _console().print(table)
 
 
-@models.command("summary")
+@models.command("summary", short_help="Every leaf layer: output shape, parameters, mult-adds.")
 @click.argument("name")
 @click.option("--input-size", required=True, help="Input shape without the batch: C,H,W (or C,T for 1-D).")
 @click.option("--num-classes", type=int, default=None, help="Number of outputs (default: the model's).")
