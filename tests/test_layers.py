@@ -180,3 +180,17 @@ def test_main_branch_larger_than_shortcut_is_explained_not_projected() -> None:
     up = annotate_names(Residual(TransposedUp(4, 4, 2), 4, 4, project=True))
     with pytest.raises(CnnlabError, match=r"'merge'.*larger than the shortcut.*padding and strides"):
         up(torch.rand(1, 4, 6, 6))
+
+
+def test_one_dimensional_separable_conv_and_projected_residual() -> None:
+    from cnnlab.ops import conv1d
+
+    torch.manual_seed(0)
+    sep = SeparableConv(2, 3, 4, 2, dims=1).double()
+    x = torch.rand(1, 2, 11, dtype=torch.float64)
+    # 'same' with k=4, s=2 on 11 cells: total = (6-1)*2 + 4 - 11 = 3 -> (1, 2), the extra cell last.
+    depth = conv1d(x.numpy(), sep.depthwise.weight.detach().numpy(), 2, [(1, 2)], groups=2)
+    want = conv1d(depth, sep.pointwise.weight.detach().numpy())
+    np.testing.assert_allclose(sep(x).detach().numpy(), want, rtol=1e-10)
+    block = Residual(ConvNormAct(2, 6, 3, 2, dims=1), 2, 6, stride=2, project=True, dims=1)
+    assert block(torch.rand(2, 2, 11)).shape == (2, 6, 6)
