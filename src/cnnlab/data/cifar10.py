@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -43,23 +44,30 @@ def read_batches(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in (*TRAIN_FILES, TEST_FILE, "batches.meta.txt"))
+
+
 def fetch(root: Path, url: str | None = None, sha256: str | None = None) -> Path:
-    """The extracted batch folder under ``root``, downloading and extracting the archive if needed."""
+    """The extracted batch folder under ``root``, downloading and extracting the archive if needed.
+
+    Extraction goes to a private temporary folder and the batch folder is renamed into place, so
+    concurrent callers (the ranks of a distributed run) never see a half-extracted folder."""
     folder = root / FOLDER
-    if all((folder / name).is_file() for name in (*TRAIN_FILES, TEST_FILE, "batches.meta.txt")):
+    if _complete(folder):
         return folder
     archive = download(url or URL, sha256 or SHA256, root / ARCHIVE)
-    extracted = root / "extract"
-    if extracted.exists():  # left over from an interrupted run: start again
-        shutil.rmtree(extracted)
-    safe_extract(archive, extracted)
-    inner = extracted / FOLDER
-    if not inner.is_dir():
-        raise CnnlabError(f"archive {archive} has no {FOLDER}/ folder; delete it and download it again")
-    if folder.exists():  # an incomplete folder (files missing): replace it
-        shutil.rmtree(folder)
-    os.replace(inner, folder)
-    shutil.rmtree(extracted)
+    with tempfile.TemporaryDirectory(dir=root, prefix="extract.") as tmp:
+        inner = safe_extract(archive, Path(tmp) / "archive") / FOLDER
+        if not inner.is_dir():
+            raise CnnlabError(f"archive {archive} has no {FOLDER}/ folder; delete it and download it again")
+        if folder.exists() and not _complete(folder):  # leftovers of an interrupted manual copy
+            shutil.rmtree(folder)
+        try:
+            os.replace(inner, folder)
+        except OSError:
+            if not _complete(folder):  # anything but "another process finished first" is an error
+                raise
     return folder
 
 

@@ -1,6 +1,6 @@
 """Verified downloads and safe archive extraction.
 
-``download(url, sha256, dest)`` streams to ``dest.part`` while hashing, checks the SHA-256, then renames
+``download(url, sha256, dest)`` streams to ``dest.<pid>.part`` while hashing, checks the SHA-256, then renames
 into place, so an interrupted or corrupted download never looks finished. ``safe_extract`` unpacks a tar
 archive into a fresh folder and refuses members that could write outside it (absolute paths, ``..``,
 links, devices), then renames the folder into place.
@@ -54,7 +54,9 @@ def download(url: str, sha256: str, dest: str | os.PathLike, *, timeout: float =
     if not url.startswith(("http://", "https://")):
         raise CnnlabError(f"refusing to download {url!r}: only http:// and https:// URLs are fetched")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    # one .part per process: ranks of a distributed run may all download at once; each renames a
+    # complete, verified copy into place, and the last rename wins with identical bytes
+    part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
@@ -65,6 +67,7 @@ def download(url: str, sha256: str, dest: str | os.PathLike, *, timeout: float =
                     digest.update(chunk)
                     advance(len(chunk))
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        part.unlink(missing_ok=True)  # a partial download is of no use
         reason = getattr(exc, "reason", exc)
         raise CnnlabError(f"cannot download {url}: {reason}; check the network and retry, or put the file at "
                           f"{dest} yourself (SHA-256 {sha256})") from None
