@@ -1,6 +1,6 @@
 """Verified downloads and safe archive extraction.
 
-``download(url, sha256, dest)`` streams to ``dest.<pid>.part`` while hashing, checks the SHA-256, then renames
+``download(url, sha256, dest)`` streams to a private ``dest.<random>.part`` while hashing, checks the SHA-256, then renames
 into place, so an interrupted or corrupted download never looks finished. ``safe_extract`` unpacks a tar
 archive into a fresh folder and refuses members that could write outside it (absolute paths, ``..``,
 links, devices), then renames the folder into place.
@@ -54,9 +54,11 @@ def download(url: str, sha256: str, dest: str | os.PathLike, *, timeout: float =
     if not url.startswith(("http://", "https://")):
         raise CnnlabError(f"refusing to download {url!r}: only http:// and https:// URLs are fetched")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # one .part per process: ranks of a distributed run may all download at once; each renames a
-    # complete, verified copy into place, and the last rename wins with identical bytes
-    part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
+    # a private .part per call: the ranks of a distributed run may all download at once; each renames
+    # a complete, verified copy into place, and the last rename wins with identical bytes
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
+    os.close(fd)
+    part = Path(name)
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
