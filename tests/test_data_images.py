@@ -185,3 +185,11 @@ def test_load_images_matches_the_training_decode(tmp_path) -> None:
     x, paths = load_images([tmp_path], image_size=(12, 16))
     assert [p.name for p in paths] == ["0.jpg", "1.png", "0.jpg", "1.png"]
     assert torch.equal(x, bundle.train.x)
+
+
+def test_a_class_whose_images_are_all_unreadable_is_an_error(tmp_path) -> None:
+    _tree(tmp_path, classes=("a",), per_class=2)
+    _save(tmp_path / "b" / "ok.txt", _solid(1), format="PNG")  # not an image extension: ignored
+    (tmp_path / "b" / "bad.png").write_bytes(b"\x89PNG broken")
+    with pytest.warns(DataWarning, match="bad.png"), pytest.raises(CnnlabError, match="class 'b' has no readable"):
+        load_data(tmp_path, image_size=4, val_split=0)

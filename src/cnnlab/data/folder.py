@@ -73,13 +73,11 @@ def _decode_split(files: list[Path], labels: torch.Tensor, size: tuple[int, int]
     return ImageData(x, labels[torch.tensor(kept, dtype=torch.int64)]), skipped
 
 
-def load_folder(root: Path, *, spec: str, val_split: float, seed: int, image_size: tuple[int, int] | None,
-                strict: bool, limit: int | None) -> DataBundle:
-    """Decode a class-per-folder tree into a DataBundle (see the module doc for the layouts).
+Files = tuple[list[Path], torch.Tensor]  # image paths and their int64 class indices
 
-    ``in_channels`` is 1 when every image is grayscale (L, 16-bit, 1-bit, LA) and 3 otherwise;
-    ``image_size=None`` picks the median shorter side capped at 128 (``images.default_size``).
-    """
+
+def _choose_files(root: Path, val_split: float, seed: int, limit: int | None) -> tuple[list[str], Files, Files, str]:
+    """(class names, train files, val files, split description) for the layout found under ``root``."""
     if (root / "train").is_dir():
         train_classes = _class_folders(root / "train")
         names = sorted(train_classes)
@@ -89,11 +87,8 @@ def load_folder(root: Path, *, spec: str, val_split: float, seed: int, image_siz
             _check_same_classes(train_classes, val_classes, root)
             val_files, val_labels = _flatten(val_classes, names)
             keep, vkeep = balanced_subset(labels, limit), balanced_subset(val_labels, limit)
-            split = "train/ and val/ folders"
-        else:
-            val_files, val_labels = files, labels
-            keep, vkeep = _pool_split(labels, val_split, seed, limit)
-            split = f"stratified val_split={val_split} seed={seed} of train/"
+            return names, _pick(files, labels, keep), _pick(val_files, val_labels, vkeep), "train/ and val/ folders"
+        split = f"stratified val_split={val_split} seed={seed} of train/"
     else:
         if (root / "val").is_dir():  # otherwise val/ would silently become a class called 'val'
             raise CnnlabError(f"folder {root} has val/ but no train/; add {root / 'train'}/<class>/ with the training "
@@ -101,19 +96,32 @@ def load_folder(root: Path, *, spec: str, val_split: float, seed: int, image_siz
         classes = _class_folders(root)
         names = sorted(classes)
         files, labels = _flatten(classes, names)
-        val_files, val_labels = files, labels
-        keep, vkeep = _pool_split(labels, val_split, seed, limit)
         split = f"stratified val_split={val_split} seed={seed}"
-    train_files, train_labels = [files[i] for i in keep], labels[keep]
-    val_files, val_labels = [val_files[i] for i in vkeep], val_labels[vkeep]
+    pool = balanced_subset(labels, limit)  # one pool: cap at limit, then split stratified
+    tr, va = stratified_split(labels[pool], val_split, seed)
+    return names, _pick(files, labels, pool[tr]), _pick(files, labels, pool[va]), split
 
-    # Headers only: colour mode decides the channels, sizes the default image size.
-    ok, sizes, modes, skipped = probe_many(train_files + val_files, strict)
+
+def _pick(files: list[Path], labels: torch.Tensor, index: torch.Tensor) -> Files:
+    return [files[i] for i in index.tolist()], labels[index]
+
+
+def load_folder(root: Path, *, spec: str, val_split: float, seed: int, image_size: tuple[int, int] | None,
+                strict: bool, limit: int | None) -> DataBundle:
+    """Decode a class-per-folder tree into a DataBundle (see the module doc for the layouts).
+
+    ``in_channels`` is 1 when every image is grayscale (L, 16-bit, 1-bit, LA) and 3 otherwise;
+    ``image_size=None`` picks the median shorter side capped at 128 (``images.default_size``).
+    """
+    names, (train_files, train_labels), (val_files, val_labels), split = _choose_files(root, val_split, seed, limit)
+    # Headers only: colour modes decide the channels, sizes the default image size. Files that fail
+    # here fail decoding below too, and are reported from there.
+    _, sizes, modes, _ = probe_many(train_files + val_files, strict)
     channels = 1 if modes and all(m in GRAY_MODES for m in modes) else 3
     size = image_size or default_size(sizes)
     train, skipped_train = _decode_split(train_files, train_labels, size, channels, strict)
     val, skipped_val = _decode_split(val_files, val_labels, size, channels, strict)
-    skipped = skipped_train + skipped_val  # probe failures fail decoding too, so they are counted here
+    skipped = skipped_train + skipped_val
     warn_skipped(skipped)
     for name, count in zip(names, torch.bincount(train.y, minlength=len(names)).tolist(), strict=True):
         if count == 0:
@@ -122,10 +130,3 @@ def load_folder(root: Path, *, spec: str, val_split: float, seed: int, image_siz
             "skipped": [[str(p), reason] for p, reason in skipped],
             "channels_rule": "1 when every image is grayscale, else 3 (RGB)"}
     return DataBundle(train, val, names, channels, tuple(size), spec, meta)
-
-
-def _pool_split(labels: torch.Tensor, val_split: float, seed: int, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pool of files: cap at ``limit`` (balanced), then a stratified train/val split."""
-    pool = balanced_subset(labels, limit)
-    tr, va = stratified_split(labels[pool], val_split, seed)
-    return pool[tr], pool[va]
