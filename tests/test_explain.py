@@ -205,7 +205,7 @@ def test_frozen_parameters_still_give_cams() -> None:
 
 def test_bad_inputs_give_one_line_fixes() -> None:
     net, x = _net(), _x()
-    with pytest.raises(CnnlabError, match=r"no spatial extent.*blocks\.2"):
+    with pytest.raises(CnnlabError, match=r"no spatial extent.*such as .blocks.*--list-layers"):
         grad_cam(net, x, "head")
     with pytest.raises(CnnlabError, match=r"valid classes are 0\.\.4"):
         grad_cam(net, x, "blocks.2", target=5)

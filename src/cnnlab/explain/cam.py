@@ -214,13 +214,12 @@ def normalise_cam(raw: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 def _no_spatial_extent(model: nn.Module, x: torch.Tensor, layer: str, act: torch.Tensor) -> CnnlabError:
-    from cnnlab.explain.layers import spatial_layers
+    from cnnlab.explain.layers import last_spatial_layer
 
-    options = spatial_layers(model, x.detach())
-    shown = ", ".join(options[-6:]) if options else "none"
     return CnnlabError(
         f"layer {layer!r} outputs shape {tuple(act.shape)} with no spatial extent, so it has no map; "
-        f"CAMs need a layer with (N, C, *spatial) output, e.g. one of the last: {shown}"
+        f"CAMs need a layer with (N, C, *spatial) output, such as {last_spatial_layer(model, x.detach())!r} "
+        "(list them with `cnnlab explain RUN --list-layers`: the CAM column)"
     )
 
 

@@ -62,15 +62,52 @@ def activation_layers(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, RELU_LIKE)]
 
 
-def last_spatial_layer(model: nn.Module, x: torch.Tensor) -> str:
-    """The deepest layer with spatial output: the usual Grad-CAM choice (coarse but most semantic)."""
-    convs = set(conv_layers(model))
-    infos = [info for info in list_layers(model, x) if info.spatial]
-    # Prefer a whole block or activation over a bare convolution; skip the root-level containers
-    # that wrap everything (their output is the model's own).
-    candidates = [i.name for i in infos if i.name not in convs] or [i.name for i in infos]
-    if not candidates:
+def last_spatial_layer(model: nn.Module, x: torch.Tensor, min_size: int = 4) -> str:
+    """The default CAM layer: the last layer (in execution order) at the coarsest resolution >= ``min_size``.
+
+    Deep layers are the most class-specific but coarse; a 1x1 map (a 32x32 image at the end of a
+    5-stage network) says nothing about *where*, so the search stops at the smallest maps whose
+    sides are all >= ``min_size``. Among the layers at that resolution it takes the one that
+    finishes last, which is the whole block rather than one of its parts. Layers whose output is
+    larger than their input (padding, upsampling) are skipped: a padded map is not a feature map.
+    """
+    shapes = _spatial_shapes_in_order(model, x)
+    if not shapes:
         from cnnlab.errors import CnnlabError
 
         raise CnnlabError("the model has no layer with spatial output; CAMs need a convolutional layer")
-    return candidates[-1]
+    sizes = {min(shape) for _, shape in shapes}
+    fine = [s for s in sizes if s >= min_size]
+    target = min(fine) if fine else max(sizes)
+    return [n for n, shape in shapes if min(shape) == target][-1]
+
+
+def _spatial_shapes_in_order(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, output spatial shape) of every layer that keeps or shrinks its input's spatial size, in
+    the order the layers finish."""
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    handles = []
+
+    def recorder(name: str):  # type: ignore[no-untyped-def]
+        def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+            if not isinstance(output, torch.Tensor) or output.dim() < 3:
+                return
+            first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+            if first is not None and first.dim() == output.dim() and any(
+                o > i for o, i in zip(output.shape[2:], first.shape[2:], strict=True)
+            ):
+                return  # grows the map: padding or upsampling
+            seen.append((name, tuple(output.shape[2:])))
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(recorder(name)))
+        with explain_mode(model), torch.no_grad():
+            model(as_input(model, x))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen

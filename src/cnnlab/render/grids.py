@@ -43,8 +43,12 @@ def _commit(tmp: Path, path: Path) -> Path:
     return path
 
 
-def save_image(image: torch.Tensor, path: str | Path, cmap: str | None = None) -> Path:
-    """Write a (C, H, W) or (H, W) image in [0, 1] as PNG; a single channel uses ``cmap`` if given."""
+def save_image(image: torch.Tensor, path: str | Path, cmap: str | None = None, min_side: int = 256) -> Path:
+    """Write a (C, H, W) or (H, W) image in [0, 1] as PNG; a single channel uses ``cmap`` if given.
+
+    Small images (32x32 inputs, 4x4 feature maps) are enlarged by an integer factor with nearest
+    neighbour until the longer side reaches ``min_side``, so pixels stay visible as squares.
+    """
     import numpy as np
     from PIL import Image
 
@@ -54,8 +58,12 @@ def save_image(image: torch.Tensor, path: str | Path, cmap: str | None = None) -
         image = image[0]
     if image.dim() == 2 and cmap:
         image = colorize(image, cmap)
-    if image.dim() == 3:
-        image = image.permute(1, 2, 0)
+    if image.dim() == 2:
+        image = image[None]
+    factor = max(1, min_side // max(image.shape[1:]))
+    image = image.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2).permute(1, 2, 0)
+    if image.shape[2] == 1:
+        image = image[:, :, 0]
     array = (image.numpy() * 255).round().astype(np.uint8)
     tmp = atomic_path(path)
     try:

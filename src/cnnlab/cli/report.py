@@ -1,0 +1,26 @@
+"""`cnnlab report RUN [--out FILE] [--inputs IMAGE...]`: one self-contained HTML page for a run."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("report")
+@click.argument("run_dir", metavar="RUN")
+@click.option("--out", default=None, help="HTML file to write.  [default: RUN/report.html]")
+@click.option("--inputs", multiple=True, help="Image file or folder to show (repeatable).  "
+              "[default: validation images of the run's data spec]")
+@click.option("--samples", default=8, show_default=True, help="How many sample images to show.")
+@click.option("--device", default="cpu", show_default=True, help="torch device to run on.")
+def report(run_dir: str, out: str | None, inputs: tuple[str, ...], samples: int, device: str) -> None:
+    """Write RUN's learning curves, confusion matrix, sample predictions with Grad-CAM overlays,
+    feature maps and a filter atlas into ONE HTML file with every image embedded.
+
+    \b
+    cnnlab report runs/shapes
+    cnnlab report runs/shapes --out shapes.html --inputs photos/
+    """
+    from cnnlab.render.report import write_report
+
+    path = write_report(run_dir, out, list(inputs) or None, samples=samples, device=device)
+    click.echo(f"report: {path}")

@@ -1,0 +1,147 @@
+"""Explain a trained run directory: the steps shared by `cnnlab explain` and `cnnlab report`.
+
+Each function takes a :class:`cnnlab.train.LoadedRun` (from ``load_run``) and writes PNG files into
+an output folder, returning what it wrote plus the numbers worth printing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab.errors import CnnlabError
+from cnnlab.explain.activations import channel_order, feature_maps, silent_channels, silent_share_by_depth
+from cnnlab.explain.cam import compute_cam
+from cnnlab.explain.filters import visualize_filters
+from cnnlab.explain.layers import conv_layers, last_spatial_layer
+
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam")
+
+
+@dataclass
+class Inputs:
+    """Images for a run: uint8 originals (for display), the model's float input, and their names."""
+
+    raw: torch.Tensor  # uint8 (N, C, H, W)
+    x: torch.Tensor  # float, preprocessed, on the run's device
+    names: list[str]
+    labels: list[int] | None = None
+
+
+def load_inputs(run: Any, paths: Sequence[str | Path]) -> Inputs:
+    """Read image files/folders at the run's size and channel count, preprocessed for its model."""
+    from cnnlab.data import load_images
+
+    raw, files = load_images(list(paths), image_size=run.image_size, in_channels=run.in_channels)
+    if len(files) == 0:
+        raise CnnlabError(f"no readable images in {', '.join(map(str, paths))}; pass image files or folders")
+    return Inputs(raw, run.preprocess(raw.to(run.device)), [Path(f).stem for f in files])
+
+
+def inputs_from_tensor(run: Any, raw: torch.Tensor, names: list[str], labels: list[int] | None = None) -> Inputs:
+    """Inputs from uint8 images already in memory (the run's own validation data, for the report)."""
+    return Inputs(raw, run.preprocess(raw.to(run.device)), names, labels)
+
+
+def parse_target(run: Any, target: str | None) -> int | None:
+    """--target as a class index or a class name; None keeps the predicted class."""
+    if target is None:
+        return None
+    if target.lstrip("-").isdigit():
+        return int(target)
+    if target in run.class_names:
+        return run.class_names.index(target)
+    from cnnlab.errors import unknown
+
+    raise unknown("target class", target, run.class_names)
+
+
+def default_layer(run: Any, inputs: Inputs | None = None) -> str:
+    """The layer to explain when none is given: the coarsest useful feature map (see last_spatial_layer)."""
+    x = inputs.x[:1] if inputs is not None else _probe(run)
+    return last_spatial_layer(run.model, x)
+
+
+def _probe(run: Any) -> torch.Tensor:
+    raw = torch.full((1, run.in_channels, *run.image_size), 128, dtype=torch.uint8)
+    return run.preprocess(raw.to(run.device))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def display_images(inputs: Inputs) -> torch.Tensor:
+    """The inputs as float images in [0, 1] for drawing (the originals, not the normalised tensor)."""
+    return inputs.raw.float().cpu() / 255.0
+
+
+def explain_cams(run: Any, inputs: Inputs, layer: str, method: str, target: int | None, out: Path) -> list[dict[str, Any]]:
+    """One overlay PNG per input (image | heat map over it); rows with prediction and target."""
+    from cnnlab.render.overlays import save_overlay
+
+    result = compute_cam(run.model, inputs.x, layer, target=target, method=method)
+    probs = _class_probabilities(run, result.output)
+    images = display_images(inputs)
+    rows = []
+    for i, name in enumerate(inputs.names):
+        pred = int(probs[i].argmax())
+        shown = target if target is not None else pred
+        path = save_overlay(images[i], result.maps[i].cpu(), out / f"{_slug(name)}_{_slug(method.replace('+', 'p'))}_{_slug(layer)}.png")
+        label = _name(run, inputs.labels[i]) if inputs.labels is not None else None
+        rows.append({"input": name, "png": path, "predicted": _name(run, pred),
+                     "probability": float(probs[i, pred]), "target": _name(run, shown), "label": label})
+    return rows
+
+
+def _class_probabilities(run: Any, output: torch.Tensor) -> torch.Tensor:
+    """(N, K) class probabilities from a classifier's output; a single logit becomes (1 - p, p)."""
+    probs = run.task.predict(output).float().cpu()
+    if probs.dim() != 2:
+        raise CnnlabError("explain CAMs of a run support classification runs (outputs (N, K)); use the Python API "
+                          "cnnlab.explain.grad_cam with a PixelTarget for segmentation models")
+    return torch.cat([1 - probs, probs], dim=1) if probs.shape[1] == 1 else probs
+
+
+def _name(run: Any, cls: int) -> str:
+    return run.class_names[cls] if 0 <= cls < len(run.class_names) else str(cls)
+
+
+def explain_activations(run: Any, inputs: Inputs, layer: str, out: Path) -> dict[str, Any]:
+    """Feature-map grids of ``layer`` (channels strongest first) and the silent share by depth."""
+    from cnnlab.render.grids import save_feature_grid, save_silent_by_depth
+
+    maps = feature_maps(run.model, inputs.x, layer)
+    if maps.dim() < 3:
+        raise CnnlabError(f"layer {layer!r} outputs shape {tuple(maps.shape)}: no maps to draw; pick a convolutional layer")
+    order = channel_order(maps).tolist()
+    grids = [save_feature_grid(maps[i].cpu(), out / f"{_slug(name)}_maps_{_slug(layer)}.png", order)
+             for i, name in enumerate(inputs.names)]
+    rows = silent_share_by_depth(run.model, inputs.x)
+    depth_png = save_silent_by_depth(rows, out / "silent_by_depth.png") if rows else None
+    silent = silent_channels(maps)
+    return {"grids": grids, "depth_png": depth_png, "depth": rows, "channels": maps.shape[1],
+            "silent": int(silent.sum()), "order": order}
+
+
+def explain_filters(run: Any, layer: str | None, out: Path, count: int = 64, steps: int | None = None,
+                    method: str = "plain", seed: int = 0) -> dict[str, Any]:
+    """A filter atlas: the first ``count`` channels of ``layer`` (default: the middle convolution)."""
+    from cnnlab.render.grids import save_atlas
+
+    if layer is None:
+        convs = conv_layers(run.model)
+        if not convs:
+            raise CnnlabError("the model has no convolution to visualise; pass --layer")
+        layer = convs[len(convs) // 2]
+    probe = feature_maps(run.model, _probe(run), layer)
+    channels = list(range(min(count, probe.shape[1])))
+    images = visualize_filters(run.model, layer, channels, steps=steps, size=tuple(run.image_size),
+                               seed=seed, method=method, in_channels=run.in_channels)
+    path = save_atlas(images, out / f"filters_{_slug(layer)}_{method}.png")
+    return {"png": path, "layer": layer, "channels": channels}
