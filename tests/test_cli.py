@@ -28,3 +28,18 @@ def test_unknown_command_suggests_a_close_one() -> None:
     result = CliRunner().invoke(cli, ["opz"])
     assert result.exit_code == 2
     assert "did you mean: ops" in result.output
+
+
+def test_cnnlab_warnings_are_one_line(capsys) -> None:  # type: ignore[no-untyped-def]
+    import warnings
+
+    from cnnlab.cli import _one_line_warnings
+    from cnnlab.data.images import DataWarning
+
+    saved = warnings.showwarning
+    try:
+        _one_line_warnings()
+        warnings.showwarning(DataWarning("skipped 1 unreadable image file(s): a.jpg"), DataWarning, "x.py", 3)
+    finally:
+        warnings.showwarning = saved
+    assert capsys.readouterr().err == "warning: skipped 1 unreadable image file(s): a.jpg\n"

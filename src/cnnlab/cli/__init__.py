@@ -71,10 +71,26 @@ def cli() -> None:
     """
 
 
+def _one_line_warnings() -> None:
+    """Show cnnlab's own warnings (skipped files, ...) as one plain line, not file:line + source."""
+    import warnings
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if category.__module__.startswith("cnnlab"):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point with the error boundary: user errors become one line on stderr and exit code 2."""
     from cnnlab.errors import CnnlabError
 
+    _one_line_warnings()
     try:
         cli.main(args=argv, prog_name="cnnlab", standalone_mode=False)
     except click.exceptions.Abort:
