@@ -101,7 +101,7 @@ def train(task: str, model_args: tuple[str, ...], compile_: bool | None, resume:
 
     from cnnlab.train.runner import fit
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     result = fit(cfg, resume=resume, console=console, progress=not quiet)
     from cnnlab.train.distributed import env_world
 

@@ -23,7 +23,7 @@ def make_progress(enabled: bool, console: Console | None = None) -> Progress:
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        console=console or Console(stderr=True),
+        console=console or Console(stderr=True, soft_wrap=True),
         disable=not enabled,
         transient=False,
     )

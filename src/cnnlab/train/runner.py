@@ -235,7 +235,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, on_step: Callable[[Position, 
 
     device = resolve_device(cfg.device, env_world()[2])
     dist = setup(device)
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     run_dir = Path(cfg.out)
     try:
         saved = check_run_dir(run_dir, cfg, resume)

@@ -1,0 +1,42 @@
+"""`cnnlab demo` on tiny settings: trains, evaluates, writes samples and plots, prints next steps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cnnlab.cli import cli
+from cnnlab.errors import CnnlabError
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_writes_a_run_and_says_what_next(tmp_path) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--epochs", "1", "--images", "120", "--size", "32", "--widths", "8,16",
+            "--precision", "fp32"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    for name in ("config.json", "model.safetensors", "metrics.jsonl", "curves.png", "confusion.png"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "samples").glob("*.png"))) == 12  # 2 per class
+    assert "validation top-1" in result.output
+    for command in ("cnnlab eval", "cnnlab predict", "cnnlab explain", "cnnlab export"):
+        assert command in result.output
+    # Running it again continues the same run (here: already finished, nothing to train).
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert "already trained" in again.output
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    assert json.loads((out / "config.json").read_text())["model"]["name"] == "mini_xception"
+
+
+def test_demo_refuses_a_folder_holding_another_run(tmp_path) -> None:
+    out = tmp_path / "other"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"train": {"data": "x.npz", "model": "resnet20"}}))
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out)])
+    assert isinstance(result.exception, CnnlabError)
+    assert "holds another run" in str(result.exception)
