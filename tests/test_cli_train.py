@@ -104,6 +104,7 @@ def test_user_errors_are_one_clear_message(run_dir, tmp_path) -> None:
         (["train", "classify", *TINY, "--out", str(run_dir), "--resume", "--seed", "3"], "differs in seed: 0 -> 3"),
         (["eval", str(tmp_path / "missing"), "--data", "builtin:shapes"], "is not a run directory"),
         (["predict", str(tmp_path / "missing"), "x.png"], "is not a run directory"),
+        (["eval", str(run_dir), "--data", "builtin:shapes?classes=3&n=60"], "the run was trained on"),
         (["train", "classify", *TINY, "--out", str(tmp_path / "b"), "--model-arg", "nokey"], "KEY=VALUE"),
     ]
     for args, message in cases:

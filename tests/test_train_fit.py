@@ -146,3 +146,13 @@ def test_init_from_data_is_called_with_preprocessed_images(tmp_path, monkeypatch
     fit(tiny(tmp_path, "run", epochs=1), progress=False)
     assert len(seen) == 1 and seen[0].dtype == torch.float32 and seen[0].shape[1:] == (3, 32, 32)
     assert abs(float(seen[0].mean())) < 0.2  # normalised with the training statistics
+
+
+def test_bf16_autocast_trains_in_channels_last(tmp_path) -> None:
+    result = fit(tiny(tmp_path, "bf16", precision="bf16", epochs=1), progress=False)
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["resolved"]["precision"] == "bf16"
+    row = result.history[0]
+    assert row["train_loss"] == row["train_loss"] and 0 < row["train_loss"] < 10  # finite
+    saved = weights(result.run_dir)
+    assert all(t.dtype != torch.bfloat16 for t in saved.values())  # master weights stay fp32
