@@ -119,3 +119,15 @@ def test_atomic_write_leaves_no_file_when_writing_fails(tmp_path) -> None:
     with pytest.raises(OSError):
         ckpt.atomic_write(tmp_path / "x.json", fail)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_recipe_overrides_apply_and_command_line_options_win(monkeypatch, tmp_path) -> None:
+    from cnnlab.cli.train import build_config
+    from cnnlab.train import recipes
+
+    monkeypatch.setitem(recipes.RECIPES, "test-recipe", {"epochs": 3, "lr": 0.2, "optimizer": "sgd"})
+    cfg = build_config("classify", {"recipe": "test-recipe", "lr": 0.05, "out": str(tmp_path), "data": None},
+                       resume=False)
+    assert (cfg.epochs, cfg.lr, cfg.optimizer, cfg.recipe) == (3, 0.05, "sgd", "test-recipe")
+    with pytest.raises(CnnlabError, match="unknown recipe 'test-recipee' \\(did you mean: test-recipe"):
+        build_config("classify", {"recipe": "test-recipee", "out": str(tmp_path)}, resume=False)

@@ -262,9 +262,11 @@ def fit(cfg: TrainConfig, *, resume: bool = False, on_step: Callable[[Position, 
         if dist.is_main:
             ckpt.write_json(run_dir / ckpt.CONFIG, config)
         if pos.epoch >= cfg.epochs:
-            console.print(f"{run_dir} is already trained for {pos.epoch} epochs; pass a larger --epochs to continue")
+            if dist.is_main:
+                console.print(f"{run_dir} is already trained for {pos.epoch} epochs; "
+                              "pass a larger --epochs to continue")
             return FitResult(run_dir, read_metrics(run_dir), trained=False)
-        if saved is not None:
+        if saved is not None and dist.is_main:
             console.print(f"resuming {run_dir} at epoch {pos.epoch + 1}, step {pos.step}")
         net: nn.Module = torch.compile(model) if cfg.compile else model
         if dist.enabled:
