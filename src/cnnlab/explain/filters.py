@@ -64,7 +64,11 @@ def visualize_filters(
     lr = lr if lr is not None else (0.02 if method == "plain" else 0.05)
     run = _ascend_plain if method == "plain" else _ascend_robust
     chunks = []
-    with explain_mode(model), torch.enable_grad():
+    # No TF32 and no autotuned cuDNN algorithms: both round differently for different batch sizes,
+    # and ascent amplifies rounding, so batched and one-at-a-time runs would drift apart on a GPU.
+    cudnn = torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False,
+                                       deterministic=True, allow_tf32=False)
+    with explain_mode(model), torch.enable_grad(), cudnn:
         for start in range(0, len(channels), batch_size):
             chunk = channels[start : start + batch_size]
             gens = [torch.Generator().manual_seed(_row_seed(seed, c)) for c in chunk]
