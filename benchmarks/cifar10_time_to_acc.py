@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from cnnlab._runtime import tune_allocator
 from cnnlab.data import load_data
 from cnnlab.models import create_model
 from cnnlab.train.precision import make_precision
@@ -88,7 +89,8 @@ def evaluate(model, prec, x_u8: torch.Tensor, y: torch.Tensor, tta: int, batch: 
 
 
 def train(epochs: float, batch_size: int, width: int, seed: int, precision: str, tta: int,
-          budget_s: float | None) -> dict:
+          budget_s: float | None, verbose: bool = False) -> dict:
+    tune_allocator()  # what `cnnlab train` does: keep activation buffers mapped between steps
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     t_load = time.perf_counter()
@@ -145,6 +147,8 @@ def train(epochs: float, batch_size: int, width: int, seed: int, precision: str,
             prec.backward(loss)
             prec.step(opt)
             step += 1
+            if verbose and step % 10 == 0:
+                print(f"step {step}/{total_steps} {time.perf_counter() - t0:.0f}s", flush=True)
             if step % 5 == 0:
                 lookahead.update(model, decay=0.95 ** 5 * (step / total_steps) ** 3)
         epoch += 1
@@ -178,8 +182,10 @@ def main() -> None:
     ap.add_argument("--tta", type=int, default=2)
     ap.add_argument("--budget-s", type=float, default=None, help="stop after the epoch that crosses this")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--verbose", action="store_true", help="print progress every 10 steps")
     args = ap.parse_args()
-    result = train(args.epochs, args.batch_size, args.width, args.seed, args.precision, args.tta, args.budget_s)
+    result = train(args.epochs, args.batch_size, args.width, args.seed, args.precision, args.tta, args.budget_s,
+                   args.verbose)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

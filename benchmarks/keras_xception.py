@@ -12,7 +12,8 @@ Keras and TensorFlow are NOT cnnlab dependencies: install them in a separate env
     python benchmarks/keras_xception.py --keras-python /tmp/kerasenv/bin/python
 
 Rows: cnnlab fp32 NCHW, fp32 channels_last, `auto` (cnnlab's Precision object, what `cnnlab train`
-uses), then Keras 3 with KERAS_BACKEND=torch and =tensorflow.
+uses), `auto` without cnnlab's allocator setting (CNNLAB_TUNE_MALLOC=0), then Keras 3 with
+KERAS_BACKEND=torch and =tensorflow.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ ROWS = [  # (label, python: 'self' or 'keras', worker argument, extra environmen
     ("cnnlab fp32 NCHW", "self", "fp32-nchw", {}),
     ("cnnlab fp32 channels_last", "self", "fp32-cl", {}),
     ("cnnlab --precision auto", "self", "auto", {}),
+    ("cnnlab auto, glibc malloc defaults", "self", "auto", {"CNNLAB_TUNE_MALLOC": "0"}),
     ("Keras 3 (torch backend)", "keras", "keras", {"KERAS_BACKEND": "torch"}),
     ("Keras 3 (TensorFlow backend)", "keras", "keras", {"KERAS_BACKEND": "tensorflow",
                                                        "TF_CPP_MIN_LOG_LEVEL": "2"}),

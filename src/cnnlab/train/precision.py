@@ -19,6 +19,11 @@ from cnnlab.errors import CnnlabError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
+# Why autocast and not bf16 weights: on the benchmark CPU (AVX-512 BF16, 2 cores) a training step with
+# bf16 weights and activations plus fp32 master weights ran at the same speed as autocast (mini_xception
+# 21.0 vs 21.3 img/s per core, cifar_fast 259 vs 256): the casts autocast adds are ~1% of the step once
+# the activations are channels_last, so the simpler scheme stays (benchmarks/NOTES-speed.md).
+
 
 def cpu_has_fast_bf16() -> bool:
     """True when this CPU has AMX or AVX-512 BF16 (where oneDNN's bf16 convolutions are fast)."""
@@ -62,7 +67,16 @@ class Precision:
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """Move the model to the device (and channels_last for 4D convs); weights stay fp32."""
+        """Move the model to the device (and channels_last for 4D convs); weights stay fp32.
+
+        On a CPU this also keeps freed memory in the process (``cnnlab._runtime.tune_allocator``):
+        without it every step page-faults its ~100 MB of activations back in, which cost 40% of a
+        mini_xception step on the benchmark machine. Numerics are unchanged.
+        """
+        if self.device.type == "cpu":
+            from cnnlab._runtime import tune_allocator
+
+            tune_allocator()
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
