@@ -215,6 +215,8 @@ def test_bad_inputs_give_one_line_fixes() -> None:
         grad_cam(net, x[0], "blocks.2")
     with pytest.raises(CnnlabError, match="unknown CAM method"):
         cam(net, x, "blocks.2", method="gradcum")
+    with pytest.raises(CnnlabError, match=r"target class 9 is out of range"):
+        grad_cam(net, x, "blocks.2", target=torch.tensor([0, 9, 1]))
     with pytest.raises(CnnlabError, match="2 target classes for a batch of 3"):
         grad_cam(net, x, "blocks.2", target=[1, 2])
 

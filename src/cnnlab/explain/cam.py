@@ -18,6 +18,7 @@ subclassing :class:`CamMethod` and registering it in :data:`METHODS`.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -101,13 +102,21 @@ def _target_classes(output: torch.Tensor, target: Target) -> torch.Tensor:
     n, k = output.shape
     if target is None:
         return (output[:, 0] > 0).long() if k == 1 else output.argmax(dim=1)
-    classes = torch.as_tensor(target, device=output.device).long().reshape(-1)
+    if isinstance(target, torch.Tensor):
+        classes = target.to(output.device).long().reshape(-1)
+        high = 1 if k == 1 else k - 1
+        if bool(((classes < 0) | (classes > high)).any()):  # one device sync, not one per class
+            bad = classes[(classes < 0) | (classes > high)][0].item()
+            _check_class(int(bad), k)
+    else:
+        values = [int(target)] if isinstance(target, numbers.Integral) else [int(t) for t in target]
+        for cls in set(values):
+            _check_class(cls, k)
+        classes = torch.tensor(values, device=output.device)
     if classes.numel() == 1:
         classes = classes.expand(n)
     if classes.numel() != n:
         raise CnnlabError(f"got {classes.numel()} target classes for a batch of {n}; pass one per example or one for all")
-    for cls in classes.unique().tolist():
-        _check_class(cls, k)
     return classes
 
 
