@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-#: mini_xception reduced to three stages: 64x64 shapes need no 512-wide stage
+#: mini_xception reduced to three stages: 32x32 shapes need no 256- or 512-wide stage
 DEMO_WIDTHS = (32, 64, 128)
 
 
@@ -58,9 +58,9 @@ def write_samples(out: Path, spec: str, per_class: int = 2) -> Path:
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("cnnlab-demo"), show_default=True,
               help="Run directory to write (an earlier demo run there is continued).")
-@click.option("--epochs", type=int, default=8, show_default=True)
-@click.option("--images", type=int, default=2000, show_default=True, help="How many shape images to draw.")
-@click.option("--size", type=int, default=64, show_default=True, help="Image size in pixels.")
+@click.option("--epochs", type=int, default=7, show_default=True)
+@click.option("--images", type=int, default=5000, show_default=True, help="How many shape images to draw.")
+@click.option("--size", type=int, default=32, show_default=True, help="Image size in pixels.")
 @click.option("--widths", default=",".join(map(str, DEMO_WIDTHS)), show_default=True,
               help="mini_xception stage widths, comma-separated.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)

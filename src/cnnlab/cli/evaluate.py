@@ -62,7 +62,8 @@ def print_tables(result: dict[str, Any], class_names: list[str]) -> None:
     from rich.table import Table
 
     console = Console()
-    summary = Table(title=f"{result['run']} on {result['data']} ({result['split']}, {result['examples']} examples)")
+    console.print(f"{result['run']} on {result['data']}: {result['split']} split, {result['examples']} examples")
+    summary = Table()
     keys = [k for k, v in result.items() if isinstance(v, float)]
     for key in keys:
         summary.add_column(key, justify="right")
