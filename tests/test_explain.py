@@ -314,3 +314,12 @@ def test_filter_errors() -> None:
         visualize_filters(net, "blocks.2.conv", [12], steps=1)
     with pytest.raises(CnnlabError, match="choose 'plain' or 'robust'"):
         visualize_filters(net, "blocks.2.conv", [1], method="fancy")
+
+
+def test_default_cam_layer_is_the_last_block_at_the_coarsest_useful_resolution() -> None:
+    from cnnlab.explain import last_spatial_layer
+
+    assert last_spatial_layer(_net(), _x(1, 16)) == "blocks.2"  # 8x8, named as the block, not its ReLU
+    assert last_spatial_layer(Audio1d(), torch.randn(1, 1, 400)) == "features.3"
+    # Below 4 positions a map says little about "where": a 6x6 input stops at the 6x6 layers.
+    assert last_spatial_layer(_net(), _x(1, 6), min_size=4) == "blocks.0"

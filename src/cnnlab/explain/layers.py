@@ -87,6 +87,7 @@ def _spatial_shapes_in_order(model: nn.Module, x: torch.Tensor) -> list[tuple[st
     the order the layers finish."""
     seen: list[tuple[str, tuple[int, ...]]] = []
     handles = []
+    last: list[object] = [None]  # the previous recorded output
 
     def recorder(name: str):  # type: ignore[no-untyped-def]
         def hook(module: nn.Module, inputs: tuple, output: object) -> None:
@@ -97,6 +98,13 @@ def _spatial_shapes_in_order(model: nn.Module, x: torch.Tensor) -> list[tuple[st
                 o > i for o, i in zip(output.shape[2:], first.shape[2:], strict=True)
             ):
                 return  # grows the map: padding or upsampling
+            if output is last[0]:
+                # A block passing on its last child's output: name the block ("stages.3.main.1", not its
+                # ".conv.pointwise"), but not a top-level container that wraps the whole trunk.
+                if "." in name:
+                    seen[-1] = (name, seen[-1][1])
+                return
+            last[0] = output
             seen.append((name, tuple(output.shape[2:])))
 
         return hook
