@@ -24,7 +24,7 @@ def save_overlay(image: torch.Tensor, cam: torch.Tensor, path: str | Path, alpha
     if image.dim() == 2:
         return save_signal_overlay(image, cam, path, cmap)
     pair = torch.stack([overlay(image, torch.zeros_like(cam), alpha=0.0), overlay(image, cam, alpha, cmap)])
-    return save_image(make_grid(pair, nrow=2, pad=2, pad_value=1.0), path)
+    return save_image(make_grid(pair, nrow=2, pad=2, pad_value=1.0), path, min_side=512)
 
 
 def save_signal_overlay(signal: torch.Tensor, cam: torch.Tensor, path: str | Path, cmap: str = "jet", title: str = "") -> Path:
