@@ -116,6 +116,12 @@ def _channels(model: nn.Module, layer: str, shape: tuple[int, ...], channels: Se
     return channels
 
 
+def _layout(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last images on CPU: oneDNN's NHWC convolutions ran the ascent ~2x faster here (measured
+    on mini_xception, batch 64 and batch 1 alike); the numbers agree with NCHW to rounding."""
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" and x.dim() == 4 else x
+
+
 def _objective(act: torch.Tensor, chunk: list[int], border: int) -> torch.Tensor:
     """Sum over rows of row i's mean activation of channel chunk[i], border excluded."""
     rows = act[torch.arange(len(chunk), device=act.device), torch.tensor(chunk, device=act.device)]  # (K, *sp)
@@ -131,7 +137,7 @@ def _ascend_plain(model, layer, chunk, shape, gens, steps, lr, border) -> torch.
     x = torch.stack([0.5 + (torch.rand(shape, generator=g) - 0.5) * 0.25 for g in gens])
     x = x.to(device=device, dtype=dtype)
     for _ in range(steps):
-        x.requires_grad_(True)
+        x = _layout(x).requires_grad_(True)
         loss = _objective(forward_to(model, x, layer), chunk, border)
         (grad,) = torch.autograd.grad(loss, x)
         rms = grad.flatten(1).pow(2).mean(dim=1).sqrt().reshape(-1, *([1] * len(shape)))
@@ -185,7 +191,7 @@ def _ascend_robust(model, layer, chunk, shape, gens, steps, lr, border) -> torch
     device, dtype = model_device(model), model_dtype(model)
     image = _FourierImage(shape, gens, device, dtype)
     for _ in range(steps):
-        x = _random_transform(image(), gens)
+        x = _layout(_random_transform(image(), gens))
         loss = _objective(forward_to(model, x, layer), chunk, border)
         (grad,) = torch.autograd.grad(loss, image.param)
         image.step(grad, lr)
