@@ -156,3 +156,18 @@ def test_bf16_autocast_trains_in_channels_last(tmp_path) -> None:
     assert row["train_loss"] == row["train_loss"] and 0 < row["train_loss"] < 10  # finite
     saved = weights(result.run_dir)
     assert all(t.dtype != torch.bfloat16 for t in saved.values())  # master weights stay fp32
+
+
+def test_two_classes_with_a_single_logit(tmp_path) -> None:
+    """--model-arg num_classes=1 on two-class data: one output column trained with BCE."""
+    from cnnlab.train.run import load_run
+
+    cfg = tiny(tmp_path, "binary", data="builtin:shapes?classes=2", epochs=1,
+               model_kwargs={"widths": [8, 16], "stem_width": 8, "num_classes": 1})
+    result = fit(cfg, progress=False)
+    run = load_run(result.run_dir)
+    assert run.model.num_classes == 1 and run.class_names == ["circle", "square"]
+    probs = run.task.predict(run.model(run.preprocess(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))))
+    assert probs.shape == (2, 2)
+    with pytest.raises(CnnlabError, match="num_classes=3 does not fit the data's 2 classes"):
+        fit(dataclasses.replace(cfg, out=str(tmp_path / "bad"), model_kwargs={"num_classes": 3}), progress=False)

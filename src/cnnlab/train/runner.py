@@ -107,7 +107,14 @@ def build_model(cfg: TrainConfig, task: Task, num_classes: int, in_channels: int
     """The model named in ``cfg`` with the head the task needs; returns it and its full kwargs."""
     from cnnlab.models import create_model
 
-    kwargs = dict(cfg.model_kwargs, num_classes=task.num_outputs(num_classes), in_channels=in_channels)
+    outputs = task.num_outputs(num_classes)
+    # --model-arg num_classes=1 on two classes asks for one logit (sigmoid / BCE); nothing else may
+    # change the head size the data needs.
+    wanted = cfg.model_kwargs.get("num_classes", outputs)
+    if wanted != outputs and not (wanted == 1 and num_classes == 2):
+        raise CnnlabError(f"--model-arg num_classes={wanted} does not fit the data's {num_classes} classes; "
+                          f"drop it (or use num_classes=1 for a single-logit binary classifier)")
+    kwargs = dict(cfg.model_kwargs, num_classes=wanted, in_channels=in_channels)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every run with this seed
     try:
         model = create_model(cfg.model, **kwargs)
