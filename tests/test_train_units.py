@@ -131,3 +131,13 @@ def test_recipe_overrides_apply_and_command_line_options_win(monkeypatch, tmp_pa
     assert (cfg.epochs, cfg.lr, cfg.optimizer, cfg.recipe) == (3, 0.05, "sgd", "test-recipe")
     with pytest.raises(CnnlabError, match="unknown recipe 'test-recipee' \\(did you mean: test-recipe"):
         build_config("classify", {"recipe": "test-recipee", "out": str(tmp_path)}, resume=False)
+
+
+def test_resume_refuses_data_with_other_classes_or_sizes(tmp_path) -> None:
+    from cnnlab.train.runner import check_data_matches
+
+    saved = {"class_names": ["a", "b"], "preprocess": {"in_channels": 3, "image_size": [32, 32]}}
+    check_data_matches(saved, ["a", "b"], 3, (32, 32), tmp_path)  # the same data: fine
+    with pytest.raises(CnnlabError, match=r"data differs in class_names: \['a', 'b'\] -> \['a', 'c'\]; "
+                                          r"image_size: \[32, 32\] -> \[64, 64\]"):
+        check_data_matches(saved, ["a", "c"], 3, (64, 64), tmp_path)
