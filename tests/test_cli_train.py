@@ -136,7 +136,7 @@ def test_torchrun_two_processes_on_cpu(tmp_path) -> None:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # 72 training images over 2 ranks = 36 each = 2 full batches of 16 per rank.
     assert len(rows) == 1 and rows[0]["step"] == 2
-    assert {"train_loss", "val_loss", "val_top1", "images_per_s", "lr"} <= set(rows[0])
+    assert {"train_loss", "train_top1", "val_loss", "val_top1", "images_per_s", "lr"} <= set(rows[0])
     config = json.loads((out / "config.json").read_text())
     assert config["resolved"]["world_size"] == 2
     assert proc.stderr.count("done:") == 1  # only rank 0 reports

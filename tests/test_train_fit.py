@@ -50,7 +50,7 @@ def test_run_directory_and_metrics_format(reference) -> None:
     assert [r["epoch"] for r in rows] == [1, 2] and [r["step"] for r in rows] == [4, 8]
     for row in rows:
         assert set(REQUIRED_KEYS) <= set(row)
-        assert {"val_loss", "val_top1", "val_top5"} <= set(row)
+        assert {"train_top1", "train_top5", "val_loss", "val_top1", "val_top5"} <= set(row)
         assert all(isinstance(v, (int, float)) for v in row.values())
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["kwargs"]["num_classes"] == 6 and config["preprocess"]["image_size"] == [32, 32]
@@ -79,8 +79,8 @@ def test_resume_after_ctrl_c_is_bit_exact(tmp_path, reference) -> None:
     assert expected.keys() == got.keys()
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
-    assert [r["train_loss"] for r in result.history] == [r["train_loss"] for r in reference.history]
-    assert [r["val_top1"] for r in result.history] == [r["val_top1"] for r in reference.history]
+    for key in ("train_loss", "train_top1", "val_loss", "val_top1"):
+        assert [r[key] for r in result.history] == [r[key] for r in reference.history], key
 
 
 def test_resume_of_a_finished_run_trains_nothing(reference) -> None:

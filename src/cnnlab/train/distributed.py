@@ -1,8 +1,8 @@
 """Distributed data parallel when launched by torchrun (RANK / WORLD_SIZE set), a no-op otherwise.
 
 The loop calls the same functions either way (nanoGPT's pattern): ``setup()`` returns a Dist that
-knows its rank; ``shard`` gives each rank a disjoint slice of the epoch's permutation; ``mean``
-averages a number over ranks; only rank 0 writes files and prints.
+knows its rank; ``shard`` gives each rank a disjoint slice of the epoch's permutation; ``sum_``
+all-reduces a tensor (losses, metric sums); only rank 0 writes files and prints.
 """
 
 from __future__ import annotations
@@ -43,14 +43,6 @@ class Dist:
         if self.enabled:
             tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
         return t
-
-    def broadcast_flag(self, flag: bool) -> bool:
-        """Rank 0's ``flag`` on every rank (for example 'stop now')."""
-        if not self.enabled:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0])
-        tdist.broadcast(t, src=0)
-        return bool(t.item())
 
 
 def env_world() -> tuple[int, int, int]:

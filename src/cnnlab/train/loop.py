@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -72,10 +72,11 @@ class Position:
     loss_sum: float = 0.0
     seen: int = 0
     train_seconds: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
+    meter: Meter | None = None  # the task's training metrics of the current epoch
 
-    def start_epoch(self) -> None:
+    def start_epoch(self, meter: Meter) -> None:
         self.batch, self.loss_sum, self.seen, self.train_seconds = 0, 0.0, 0, 0.0
+        self.meter = meter
 
 
 def seeded_generator(*parts: int) -> torch.Generator:
@@ -123,7 +124,8 @@ def model_inputs(precision: Precision, preprocess: Normalize, x: torch.Tensor) -
 
 
 def train_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, pos: Position) -> float:
-    """One optimizer step on uint8 batch ``x`` with targets ``y``; returns the batch loss."""
+    """One optimizer step on uint8 batch ``x`` with targets ``y``; returns the batch loss (and adds
+    the batch to ``pos.meter``)."""
     if ctx.augment is not None:
         x, y = ctx.augment(x, y, seeded_generator(ctx.seed, pos.epoch, pos.batch, ctx.dist.rank, 1))
     inputs = model_inputs(ctx.precision, ctx.preprocess, x)
@@ -140,6 +142,8 @@ def train_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, pos: Position
     ctx.optimizer.zero_grad(set_to_none=True)
     ctx.precision.backward(loss)
     ctx.precision.step(ctx.optimizer)
+    if pos.meter is not None:
+        pos.meter.update(outputs.detach().float(), targets, torch.tensor(value))
     return value
 
 

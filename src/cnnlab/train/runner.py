@@ -21,7 +21,7 @@ from rich.console import Console
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.tasks import Task, get_task
+from cnnlab.tasks import Meter, Task, get_task
 from cnnlab.train import checkpoint as ckpt
 from cnnlab.train.augment import make_augment
 from cnnlab.train.config import TrainConfig, config_differences
@@ -189,32 +189,47 @@ def save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     ckpt.save_state(run_dir, optimizer, {
         "epoch": pos.epoch, "batch": pos.batch, "step": pos.step, "loss_sum": pos.loss_sum,
         "seen": pos.seen, "train_seconds": pos.train_seconds,
+        "meter": pos.meter.state().tolist() if pos.meter is not None and pos.batch else None,
     })
 
 
-def restore_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> Position:
-    """Load weights, optimizer and RNG state; the Position to continue from (fresh when none saved)."""
+def restore_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, meter: Meter
+                       ) -> Position:
+    """Load weights, optimizer and RNG state; the Position to continue from (fresh when none saved).
+    ``meter`` (a fresh training meter) gets the running sums of an epoch interrupted mid-way."""
     if not (run_dir / ckpt.STATE_JSON).exists():
         return Position()
     ckpt.check_consistent(run_dir)
     ckpt.load_model_weights(run_dir / ckpt.MODEL, model)
     info = ckpt.load_state(run_dir, optimizer)
+    if info.get("meter") is not None:
+        meter.load_state(torch.tensor(info["meter"], dtype=torch.float64))
     return Position(epoch=info["epoch"], batch=info["batch"], step=info["step"], loss_sum=info["loss_sum"],
-                    seen=info["seen"], train_seconds=info["train_seconds"])
+                    seen=info["seen"], train_seconds=info["train_seconds"], meter=meter)
 
 
-def epoch_row(pos: Position, lr: float, seconds: float, val: dict[str, float], world_size: int = 1
-              ) -> dict[str, Any]:
+def epoch_row(pos: Position, lr: float, seconds: float, train: dict[str, float], val: dict[str, float],
+              world_size: int = 1) -> dict[str, Any]:
     """One metrics.jsonl line (images/s counts every process's images)."""
     row: dict[str, Any] = {
         "epoch": pos.epoch + 1, "step": pos.step,
         "train_loss": pos.loss_sum / max(pos.seen, 1),
+        **{f"train_{k}": v for k, v in train.items() if k != "loss"},
         **{f"val_{k}": v for k, v in val.items()},
         "lr": lr,
         "images_per_s": pos.seen * world_size / max(pos.train_seconds, 1e-9),
         "seconds": seconds,
     }
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def train_metrics(pos: Position, dist: Dist, device: torch.device) -> dict[str, float]:
+    """The epoch's training metrics over every process (the meters' sums are all-reduced; on the
+    device, because NCCL reduces only GPU tensors)."""
+    if pos.meter is None:
+        return {}
+    pos.meter.load_state(dist.sum_(pos.meter.state().to(device)).cpu())
+    return pos.meter.compute()
 
 
 def write_plots(run_dir: Path, history: list[dict[str, Any]], metric: str, meter: Any,
@@ -262,7 +277,8 @@ def fit(cfg: TrainConfig, *, resume: bool = False, on_step: Callable[[Position, 
         precision = make_precision(cfg.precision, device, use_channels_last(cfg, device))
         model = precision.prepare(model)
         optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
-        pos = restore_checkpoint(run_dir, model, optimizer) if saved is not None else Position()
+        pos = (restore_checkpoint(run_dir, model, optimizer, task.meter(bundle.num_classes))
+               if saved is not None else Position())
         if dist.enabled and pos.step == 0:
             torch.manual_seed(cfg.seed + 1000 * dist.rank)  # different dropout masks per rank
         config = run_config(cfg, task, bundle, model_kwargs, preprocess, precision.name, device, dist)
@@ -297,7 +313,10 @@ def _train(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, po
     steps = steps_per_epoch(len(bundle.train), cfg.batch_size, dist)
     with make_progress(show and dist.is_main, console) as bar, deferred_interrupt(not dist.enabled) as pressed:
         def step_hook(p: Position, loss: float) -> None:
-            bar.update(bar_task, completed=p.batch, stats=f"loss {loss:.4f}  "
+            metric = task.primary_metric
+            running = p.meter.compute().get(metric) if p.meter is not None and show else None
+            shown = f"  {metric} {running:.3f}" if running is not None else ""
+            bar.update(bar_task, completed=p.batch, stats=f"loss {loss:.4f}{shown}  "
                        f"{p.seen * dist.world_size / max(p.train_seconds, 1e-9):,.0f} img/s")
             if on_step is not None:
                 on_step(p, loss)
@@ -308,7 +327,7 @@ def _train(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, po
             while pos.epoch < cfg.epochs:
                 start = time.perf_counter()
                 if pos.batch == 0:
-                    pos.start_epoch()
+                    pos.start_epoch(task.meter(bundle.num_classes))
                 bar_task = bar.add_task(f"epoch {pos.epoch + 1}/{cfg.epochs}", total=steps,
                                         completed=pos.batch, stats="")
                 train_epoch(ctx, bundle.train.x, bundle.train.y, pos, cfg.batch_size, step_hook)
@@ -318,7 +337,8 @@ def _train(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, po
                     meter = evaluate(model, task, bundle.val.x, bundle.val.y, ctx.preprocess, ctx.precision,
                                      cfg.batch_size, bundle.num_classes)
                     val = meter.compute()
-                row = epoch_row(pos, lr, time.perf_counter() - start, val, dist.world_size)
+                row = epoch_row(pos, lr, time.perf_counter() - start, train_metrics(pos, dist, ctx.precision.device), val,
+                                dist.world_size)
                 pos.epoch, pos.batch = pos.epoch + 1, 0
                 if dist.is_main:
                     save_checkpoint(run_dir, model, ctx.optimizer, pos)
