@@ -18,6 +18,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.explain.activations import channel_order, feature_maps, silent_channels, silent_share_by_depth
 from cnnlab.explain.cam import compute_cam
 from cnnlab.explain.filters import visualize_filters
+from cnnlab.explain.hooks import get_layer
 from cnnlab.explain.layers import conv_layers, last_spatial_layer
 
 CAM_METHODS = ("gradcam", "gradcam++", "hirescam")
@@ -129,6 +130,24 @@ def explain_activations(run: Any, inputs: Inputs, layer: str, out: Path) -> dict
             "silent": int(silent.sum()), "order": order}
 
 
+class PixelSpace(torch.nn.Module):
+    """The run's model behind its own preprocessing, so that filter ascent works on images in [0, 1].
+
+    ``run.preprocess`` maps uint8 images to the model's input; fed ``x * 255`` (floats) it applies the
+    same normalisation differentiably. The atlas then shows pictures as the model would receive them
+    from a file, and the grey start (0.5) is a mid-grey image, not "half a standard deviation".
+    """
+
+    def __init__(self, run: Any) -> None:
+        super().__init__()
+        self.model = run.model
+        self.in_channels = run.in_channels
+        self._preprocess = run.preprocess
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self._preprocess(x * 255.0))
+
+
 def explain_filters(run: Any, layer: str | None, out: Path, count: int = 64, steps: int | None = None,
                     method: str = "plain", seed: int = 0) -> dict[str, Any]:
     """A filter atlas: the first ``count`` channels of ``layer`` (default: the middle convolution)."""
@@ -139,9 +158,11 @@ def explain_filters(run: Any, layer: str | None, out: Path, count: int = 64, ste
         if not convs:
             raise CnnlabError("the model has no convolution to visualise; pass --layer")
         layer = convs[len(convs) // 2]
+    get_layer(run.model, layer)  # an unknown name is reported without the wrapper's "model." prefix
+    wrapped = PixelSpace(run)
     probe = feature_maps(run.model, _probe(run), layer)
     channels = list(range(min(count, probe.shape[1])))
-    images = visualize_filters(run.model, layer, channels, steps=steps, size=tuple(run.image_size),
+    images = visualize_filters(wrapped, f"model.{layer}", channels, steps=steps, size=tuple(run.image_size),
                                seed=seed, method=method, in_channels=run.in_channels)
     path = save_atlas(images, out / f"filters_{_slug(layer)}_{method}.png")
-    return {"png": path, "layer": layer, "channels": channels}
+    return {"png": path, "layer": layer, "channels": channels, "images": images}
