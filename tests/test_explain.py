@@ -203,6 +203,19 @@ def test_frozen_parameters_still_give_cams() -> None:
     assert all(p.grad is None and not p.requires_grad for p in net.parameters())
 
 
+def test_models_that_work_in_place_on_their_input() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 2))
+    for p in net.parameters():
+        p.requires_grad_(False)
+    x = _x() - 0.5
+    copy = x.clone()
+    assert grad_cam(net, x, "1").shape == (3, 16, 16)
+    assert visualize_filters(net, "1", [0], steps=2, size=12).shape == (1, 3, 12, 12)
+    assert torch.equal(x, copy)  # the caller's tensor was not rectified in place
+
+
 def test_bad_inputs_give_one_line_fixes() -> None:
     net, x = _net(), _x()
     with pytest.raises(CnnlabError, match=r"no spatial extent.*such as .blocks.*--list-layers"):

@@ -199,7 +199,9 @@ def compute_cam(
         method = METHODS[method]
     x = as_input(model, x).requires_grad_(True)  # a graph even when every parameter is frozen
     with explain_mode(model), capture(model, layer) as cap, torch.enable_grad():
-        output = model(x)
+        # A copy goes in, so a model whose first op works in place (ReLU(inplace=True)) does not
+        # write into a leaf that requires grad, which autograd forbids.
+        output = model(x.clone())
         act = cap[layer]
         if act.dim() < 3:
             raise _no_spatial_extent(model, x, layer, act)

@@ -138,7 +138,7 @@ def _ascend_plain(model, layer, chunk, shape, gens, steps, lr, border) -> torch.
     x = x.to(device=device, dtype=dtype)
     for _ in range(steps):
         x = _layout(x).requires_grad_(True)
-        loss = _objective(forward_to(model, x, layer), chunk, border)
+        loss = _objective(forward_to(model, x.clone(), layer), chunk, border)  # clone: see compute_cam
         (grad,) = torch.autograd.grad(loss, x)
         rms = grad.flatten(1).pow(2).mean(dim=1).sqrt().reshape(-1, *([1] * len(shape)))
         x = (x + lr * grad / (rms + 1e-8)).detach()
