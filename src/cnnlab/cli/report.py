@@ -1,4 +1,4 @@
-"""`cnnlab report RUN [--out FILE] [--inputs IMAGE...]`: one self-contained HTML page for a run."""
+"""`cnnlab report RUN [--out FILE] [--inputs IMAGE_OR_FOLDER]...`: one self-contained HTML page for a run."""
 
 from __future__ import annotations
 
