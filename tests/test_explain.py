@@ -267,8 +267,19 @@ def test_segmentation_targets_pixels_of_a_class_or_a_user_mask() -> None:
     # masked score lives inside the mask.
     local = cam(net, x, "body", target=PixelTarget(1, mask), method="hirescam")
     assert local[:, ~mask].max() == 0 and local[:, mask].max() == 1
+    assert grad_cam(net, x, "body").shape == (2, 16, 16)  # None: every pixel's predicted class
     with pytest.raises(CnnlabError, match="out of range"):
         grad_cam(net, x, "body", target=7)
+
+
+def test_single_logit_binary_classifier_targets() -> None:
+    from cnnlab.explain.cam import target_scores
+
+    logits = torch.tensor([[2.0], [-1.0]])
+    assert torch.equal(target_scores(logits, None), torch.tensor([2.0, 1.0]))  # evidence for the prediction
+    assert torch.equal(target_scores(logits, 0), torch.tensor([-2.0, 1.0]))
+    with pytest.raises(CnnlabError, match=r"valid classes are 0\.\.1"):
+        target_scores(logits, 2)
 
 
 class Audio1d(nn.Module):
