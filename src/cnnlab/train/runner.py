@@ -306,59 +306,70 @@ def fit(cfg: TrainConfig, *, resume: bool = False, on_step: Callable[[Position, 
 
 def _train(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, pos: Position, run_dir: Path,
            console: Console, on_step: Callable[[Position, float], None] | None, show: bool) -> FitResult:
-    """The epoch loop with checkpoints, metrics, plots, Ctrl-C and NaN handling."""
-    dist, task = ctx.dist, ctx.task
-    history = read_metrics(run_dir)
-    meter = None
-    steps = steps_per_epoch(len(bundle.train), cfg.batch_size, dist)
-    with make_progress(show and dist.is_main, console) as bar, deferred_interrupt(not dist.enabled) as pressed:
-        def step_hook(p: Position, loss: float) -> None:
-            metric = task.primary_metric
-            running = p.meter.compute().get(metric) if p.meter is not None and show else None
-            shown = f"  {metric} {running:.3f}" if running is not None else ""
-            bar.update(bar_task, completed=p.batch, stats=f"loss {loss:.4f}{shown}  "
-                       f"{p.seen * dist.world_size / max(p.train_seconds, 1e-9):,.0f} img/s")
-            if on_step is not None:
-                on_step(p, loss)
-            if pressed():
-                raise KeyboardInterrupt
-
-        try:
-            while pos.epoch < cfg.epochs:
-                start = time.perf_counter()
-                if pos.batch == 0:
-                    pos.start_epoch(task.meter(bundle.num_classes))
-                bar_task = bar.add_task(f"epoch {pos.epoch + 1}/{cfg.epochs}", total=steps,
-                                        completed=pos.batch, stats="")
-                train_epoch(ctx, bundle.train.x, bundle.train.y, pos, cfg.batch_size, step_hook)
-                lr = lr_at(max(pos.step - 1, 0), ctx.total_steps, cfg.lr, cfg.warmup, cfg.schedule)
-                val: dict[str, float] = {}
-                if dist.is_main and len(bundle.val):
-                    meter = evaluate(model, task, bundle.val.x, bundle.val.y, ctx.preprocess, ctx.precision,
-                                     cfg.batch_size, bundle.num_classes)
-                    val = meter.compute()
-                row = epoch_row(pos, lr, time.perf_counter() - start, train_metrics(pos, dist, ctx.precision.device), val,
-                                dist.world_size)
-                pos.epoch, pos.batch = pos.epoch + 1, 0
-                if dist.is_main:
-                    save_checkpoint(run_dir, model, ctx.optimizer, pos)
-                    history = append_metrics(run_dir, row)
-                    write_plots(run_dir, history, task.primary_metric, meter, bundle.class_names)
-                    bar.update(bar_task, stats=_summary(row, task.primary_metric))
-                dist.barrier()
-        except KeyboardInterrupt:
-            if dist.is_main and not dist.enabled:
-                save_checkpoint(run_dir, model, ctx.optimizer, pos)
-                console.print(f"interrupted: checkpoint saved at epoch {pos.epoch + 1}, step {pos.step} in "
-                              f"{run_dir}; continue with the same command plus --resume")
-            raise
-        except NonFiniteLoss as exc:
-            kept = (f"the checkpoint of epoch {pos.epoch} is kept in {run_dir}" if pos.epoch
-                    else "no checkpoint was written")
-            raise CnnlabError(f"training stopped: {exc}; {kept}; lower --lr, add --warmup, or use "
-                              "--precision fp32") from exc
+    """The epoch loop, with what Ctrl-C and a NaN loss do (said after the progress bar has closed)."""
+    dist = ctx.dist
+    try:
+        with make_progress(show and dist.is_main, console) as bar, \
+                deferred_interrupt(not dist.enabled) as pressed:
+            history = _run_epochs(cfg, ctx, model, bundle, pos, run_dir, bar, pressed, on_step, show)
+    except KeyboardInterrupt:
+        if dist.is_main and not dist.enabled:
+            save_checkpoint(run_dir, model, ctx.optimizer, pos)
+            console.print(f"interrupted: checkpoint saved at epoch {pos.epoch + 1}, step {pos.step} in "
+                          f"{run_dir}; continue with the same command plus --resume")
+        raise
+    except NonFiniteLoss as exc:
+        kept = (f"the checkpoint of epoch {pos.epoch} is kept in {run_dir}" if pos.epoch
+                else "no checkpoint was written")
+        raise CnnlabError(f"training stopped: {exc}; {kept}; lower --lr, add --warmup, or use "
+                          "--precision fp32") from exc
     final = {k[4:]: v for k, v in history[-1].items() if k.startswith("val_")} if history else {}
     return FitResult(run_dir, history, final)
+
+
+def _run_epochs(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, pos: Position,
+                run_dir: Path, bar: Any, pressed: Callable[[], bool],
+                on_step: Callable[[Position, float], None] | None, show: bool) -> list[dict[str, Any]]:
+    """Train from ``pos`` to ``cfg.epochs``: validate, checkpoint, log and plot after every epoch."""
+    dist, task = ctx.dist, ctx.task
+    history = read_metrics(run_dir)
+    steps = steps_per_epoch(len(bundle.train), cfg.batch_size, dist)
+    bar_task = None
+
+    def step_hook(p: Position, loss: float) -> None:
+        metric = task.primary_metric
+        running = p.meter.compute().get(metric) if p.meter is not None and show else None
+        shown = f"  {metric} {running:.3f}" if running is not None else ""
+        bar.update(bar_task, completed=p.batch, stats=f"loss {loss:.4f}{shown}  "
+                   f"{p.seen * dist.world_size / max(p.train_seconds, 1e-9):,.0f} img/s")
+        if on_step is not None:
+            on_step(p, loss)
+        if pressed():
+            raise KeyboardInterrupt
+
+    while pos.epoch < cfg.epochs:
+        start = time.perf_counter()
+        if pos.batch == 0:
+            pos.start_epoch(task.meter(bundle.num_classes))
+        bar_task = bar.add_task(f"epoch {pos.epoch + 1}/{cfg.epochs}", total=steps, completed=pos.batch,
+                                stats="")
+        train_epoch(ctx, bundle.train.x, bundle.train.y, pos, cfg.batch_size, step_hook)
+        lr = lr_at(max(pos.step - 1, 0), ctx.total_steps, cfg.lr, cfg.warmup, cfg.schedule)
+        meter, val = None, {}
+        if dist.is_main and len(bundle.val):
+            meter = evaluate(model, task, bundle.val.x, bundle.val.y, ctx.preprocess, ctx.precision,
+                             cfg.batch_size, bundle.num_classes)
+            val = meter.compute()
+        train = train_metrics(pos, dist, ctx.precision.device)
+        row = epoch_row(pos, lr, time.perf_counter() - start, train, val, dist.world_size)
+        pos.epoch, pos.batch = pos.epoch + 1, 0
+        if dist.is_main:
+            save_checkpoint(run_dir, model, ctx.optimizer, pos)
+            history = append_metrics(run_dir, row)
+            write_plots(run_dir, history, task.primary_metric, meter, bundle.class_names)
+            bar.update(bar_task, stats=_summary(row, task.primary_metric))
+        dist.barrier()
+    return history
 
 
 def _summary(row: dict[str, Any], metric: str) -> str:
