@@ -58,6 +58,8 @@ def setup(device: torch.device) -> Dist:
     rank, world, local = env_world()
     if world <= 1:
         return Dist()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL collectives (and barrier) use the current device
     if not tdist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         tdist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
