@@ -140,3 +140,26 @@ def test_torchrun_two_processes_on_cpu(tmp_path) -> None:
     config = json.loads((out / "config.json").read_text())
     assert config["resolved"]["world_size"] == 2
     assert proc.stderr.count("done:") == 1  # only rank 0 reports
+
+
+def test_eval_on_other_data_uses_every_example(run_dir) -> None:
+    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--data", "builtin:shapes?n=60&size=32", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["split"], data["examples"]) == ("all", 60)
+
+
+@pytest.mark.data
+def test_train_and_eval_on_a_real_image_folder(shared_data, tmp_path) -> None:
+    out = tmp_path / "cats"
+    args = ["train", "classify", "--data", str(shared_data / "cats_vs_dogs"), "--model", "mini_xception",
+            "--limit", "40", "--image-size", "32", "--batch-size", "8", "--epochs", "1", "--precision", "fp32",
+            "--threads", "1", "--model-arg", "widths=[8]", "--quiet", "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["class_names"] == ["cats", "dogs"] and config["data"]["train_size"] == 36
+    result = CliRunner().invoke(cli, ["predict", str(out), str(shared_data / "cats_vs_dogs" / "train" / "cats"),
+                                      "--format", "json", "--top-k", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)) == 300  # every cat photo of the shared set
