@@ -141,3 +141,24 @@ def test_resume_refuses_data_with_other_classes_or_sizes(tmp_path) -> None:
     with pytest.raises(CnnlabError, match=r"data differs in class_names: \['a', 'b'\] -> \['a', 'c'\]; "
                                           r"image_size: \[32, 32\] -> \[64, 64\]"):
         check_data_matches(saved, ["a", "c"], 3, (64, 64), tmp_path)
+
+
+def test_busy_machine_trains_with_one_thread(monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from cnnlab.train import runner
+
+    before = torch.get_num_threads()
+    out = io.StringIO()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(runner.os, "getloadavg", lambda: (50.0, 50.0, 50.0))
+        assert runner.choose_threads(None, Console(file=out)) == 1 and torch.get_num_threads() == 1
+        assert "--threads 2" in out.getvalue()
+        assert runner.choose_threads(2, Console(file=out)) == 2  # an explicit request is kept
+        monkeypatch.setattr(runner.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+        assert runner.choose_threads(None, Console(file=out)) == 2  # idle: torch's choice stays
+    finally:
+        torch.set_num_threads(before)

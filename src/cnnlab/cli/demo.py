@@ -58,8 +58,8 @@ def write_samples(out: Path, spec: str, per_class: int = 2) -> Path:
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("cnnlab-demo"), show_default=True,
               help="Run directory to write (an earlier demo run there is continued).")
-@click.option("--epochs", type=int, default=7, show_default=True)
-@click.option("--images", type=int, default=5000, show_default=True, help="How many shape images to draw.")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--images", type=int, default=10000, show_default=True, help="How many shape images to draw.")
 @click.option("--size", type=int, default=32, show_default=True, help="Image size in pixels.")
 @click.option("--widths", default=",".join(map(str, DEMO_WIDTHS)), show_default=True,
               help="mini_xception stage widths, comma-separated.")
