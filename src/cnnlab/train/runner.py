@@ -329,9 +329,12 @@ def _train(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, po
     """The epoch loop, with what Ctrl-C and a NaN loss do (said after the progress bar has closed)."""
     dist = ctx.dist
     try:
-        with make_progress(show and dist.is_main, console) as bar, \
+        # A live bar on a terminal; in a log file (CI, nohup) one line per epoch instead.
+        live = show and dist.is_main and console.is_terminal
+        with make_progress(live, console) as bar, \
                 deferred_interrupt(not dist.enabled) as pressed:
-            history = _run_epochs(cfg, ctx, model, bundle, pos, run_dir, bar, pressed, on_step, show)
+            history = _run_epochs(cfg, ctx, model, bundle, pos, run_dir, bar, pressed, on_step, show,
+                                  None if live or not show else console)
     except KeyboardInterrupt:
         if dist.is_main and not dist.enabled:
             save_checkpoint(run_dir, model, ctx.optimizer, pos)
@@ -349,8 +352,10 @@ def _train(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, po
 
 def _run_epochs(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, pos: Position,
                 run_dir: Path, bar: Any, pressed: Callable[[], bool],
-                on_step: Callable[[Position, float], None] | None, show: bool) -> list[dict[str, Any]]:
-    """Train from ``pos`` to ``cfg.epochs``: validate, checkpoint, log and plot after every epoch."""
+                on_step: Callable[[Position, float], None] | None, show: bool, log: Console | None
+                ) -> list[dict[str, Any]]:
+    """Train from ``pos`` to ``cfg.epochs``: validate, checkpoint, log and plot after every epoch
+    (and print one line per epoch on ``log`` when given)."""
     dist, task = ctx.dist, ctx.task
     history = read_metrics(run_dir)
     steps = steps_per_epoch(len(bundle.train), cfg.batch_size, dist)
@@ -388,6 +393,9 @@ def _run_epochs(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: An
             history = append_metrics(run_dir, row)
             write_plots(run_dir, history, task.primary_metric, meter, bundle.class_names)
             bar.update(bar_task, stats=_summary(row, task.primary_metric))
+            if log is not None:
+                log.print(f"epoch {pos.epoch}/{cfg.epochs}  {_summary(row, task.primary_metric)}  "
+                          f"{row['seconds']:.1f} s")
         dist.barrier()
     return history
 
