@@ -32,19 +32,10 @@ def human(n: int) -> str:
 
 
 def parse_settings(pairs: tuple[str, ...]) -> dict[str, object]:
-    """``("project=false", "widths=[16,32]")`` -> keyword arguments; values are JSON, else plain strings."""
-    import json
+    """``("project=false", "widths=[16,32]")`` -> keyword arguments for the model builder."""
+    from cnnlab.cli._options import parse_key_values
 
-    kwargs: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise CnnlabError(f"--set {pair!r} is not KEY=VALUE; write for example --set project=false")
-        try:
-            kwargs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key] = value
-    return kwargs
+    return parse_key_values(pairs, "--set", "project=false")
 
 
 def _console():  # type: ignore[no-untyped-def]

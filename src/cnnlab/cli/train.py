@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,19 +9,10 @@ import click
 
 
 def parse_model_args(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """('widths=[8,16]', 'dropout=0.2') -> {'widths': [8, 16], 'dropout': 0.2}; values are JSON or text."""
-    from cnnlab.errors import CnnlabError
+    """('widths=[8,16]', 'dropout=0.2') -> {'widths': [8, 16], 'dropout': 0.2}."""
+    from cnnlab.cli._options import parse_key_values
 
-    kwargs: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise CnnlabError(f"--model-arg {pair!r} must look like KEY=VALUE, for example widths=[32,64]")
-        try:
-            kwargs[key] = json.loads(text)
-        except json.JSONDecodeError:
-            kwargs[key] = text
-    return kwargs
+    return parse_key_values(pairs, "--model-arg", "widths=[32,64]")
 
 
 def build_config(task: str, options: dict[str, Any], resume: bool) -> Any:

@@ -1,0 +1,25 @@
+"""Option parsing shared by several commands."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+
+
+def parse_key_values(pairs: tuple[str, ...], option: str, example: str) -> dict[str, Any]:
+    """``("widths=[8,16]", "project=false")`` -> ``{"widths": [8, 16], "project": False}``.
+
+    Values are JSON where they parse as JSON and plain strings otherwise, so ``act=gelu`` needs no quotes.
+    """
+    kwargs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise CnnlabError(f"{option} {pair!r} must look like KEY=VALUE, for example {option} {example}")
+        try:
+            kwargs[key] = json.loads(text)
+        except json.JSONDecodeError:
+            kwargs[key] = text
+    return kwargs
