@@ -1,4 +1,4 @@
-"""`cnnlab demo` on tiny settings: trains, evaluates, writes samples and plots, prints next steps."""
+"""`cnnlab demo` on tiny settings: trains, evaluates, writes samples, plots and the report, prints next steps."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_demo_writes_a_run_and_says_what_next(tmp_path) -> None:
             "--precision", "fp32"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    for name in ("config.json", "model.safetensors", "metrics.jsonl", "curves.png", "confusion.png"):
+    for name in ("config.json", "model.safetensors", "metrics.jsonl", "curves.png", "confusion.png", "report.html"):
         assert (out / name).is_file(), name
     assert len(list((out / "samples").glob("*.png"))) == 12  # 2 per class
     assert "validation top-1" in result.output

@@ -115,15 +115,6 @@ def test_tour() -> None:
         assert piece in out
 
 
-def test_interim_demo_runs_the_tour() -> None:
-    from cnnlab.cli import demo as demo_module
-
-    if not getattr(demo_module, "INTERIM", False):
-        pytest.skip("cnnlab demo is the training demo now; the tour is `cnnlab ops tour`")
-    demo = CliRunner().invoke(cli, ["demo"])
-    assert demo.exit_code == 0 and "out[0, 1] = 4×1 + 1×0 + 1×2 + 1×1 = 7" in demo.output
-
-
 @pytest.mark.parametrize(("args", "message"), [
     (["conv2d", "-i", "9 4 1; 1 1; 1 2 1", "-k", "1"], "row 2 of --input has 2 numbers but row 1 has 3"),
     (["conv2d", "-i", "9 4 x", "-k", "1"], "cannot read 'x' in row 1 of --input as a number"),

@@ -73,6 +73,7 @@ def demo(out: Path, epochs: int, images: int, size: int, widths: str, precision:
     from rich.console import Console
 
     from cnnlab.cli.evaluate import evaluate_run, print_tables
+    from cnnlab.render.report import write_report
     from cnnlab.train.runner import fit
 
     console = Console(stderr=True, soft_wrap=True)
@@ -86,8 +87,11 @@ def demo(out: Path, epochs: int, images: int, size: int, widths: str, precision:
     result, _ = evaluate_run(out, cfg.data)
     print_tables(result, list(result.get("per_class", {})))
     samples = write_samples(out, cfg.data)
-    console.print(f"\n[bold]validation top-1 {result['top1']:.1%}[/] after {minutes:.1f} min.\n"
-                  f"Look at: {out}/curves.png (loss and accuracy), {out}/confusion.png, {out}/metrics.jsonl\n"
+    console.print("writing the HTML report (Grad-CAM overlays, feature maps, filter atlas) ...")
+    report = write_report(out)
+    console.print(f"\n[bold]validation top-1 {result['top1']:.1%}[/] after {minutes:.1f} min of training.\n"
+                  f"Look at: {report} (everything on one page), {out}/curves.png, {out}/confusion.png, "
+                  f"{out}/metrics.jsonl\n"
                   "Try next:\n"
                   f"  cnnlab eval {out} --data '{cfg.data}' --json\n"
                   f"  cnnlab predict {out} {samples}\n"
