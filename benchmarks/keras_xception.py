@@ -11,6 +11,9 @@ Keras and TensorFlow are NOT cnnlab dependencies: install them in a separate env
     python -m venv --system-site-packages /tmp/kerasenv && /tmp/kerasenv/bin/pip install tensorflow-cpu keras
     python benchmarks/keras_xception.py --keras-python /tmp/kerasenv/bin/python
 
+On a busy machine, `--threads 1 --cpu-time` compares the work per image instead (CPU seconds per
+step; on idle cores the wall-clock rate is up to cores x that figure for every framework).
+
 Rows: cnnlab fp32 NCHW, fp32 channels_last, `auto` (cnnlab's Precision object, what `cnnlab train`
 uses), `auto` without cnnlab's allocator setting (CNNLAB_TUNE_MALLOC=0), then Keras 3 with
 KERAS_BACKEND=torch and =tensorflow.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,6 +42,8 @@ def cnnlab_worker(mode: str, warmup: int, steps: int) -> list[float]:
     from cnnlab.train.precision import make_precision
 
     torch.manual_seed(0)
+    if os.environ.get("BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
     precision = "fp32" if mode.startswith("fp32") else mode
     prec = make_precision(precision, "cpu", channels_last=mode != "fp32-nchw")
     model = prec.prepare(create_model("mini_xception", num_classes=1))
@@ -59,6 +65,16 @@ def cnnlab_worker(mode: str, warmup: int, steps: int) -> list[float]:
 
 def keras_worker(warmup: int, steps: int) -> list[float]:
     """Seconds per `train_on_batch` for the Keras listing (backend from KERAS_BACKEND)."""
+    threads = int(os.environ.get("BENCH_THREADS", "0"))
+    if threads and os.environ.get("KERAS_BACKEND") == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    elif threads:
+        import torch
+
+        torch.set_num_threads(threads)
     import keras
     import numpy as np
     from keras import layers
@@ -87,14 +103,22 @@ def keras_worker(warmup: int, steps: int) -> list[float]:
     return _time(lambda: model.train_on_batch(xb, yb), warmup, steps)
 
 
+def _clock() -> float:
+    """Wall seconds, or with BENCH_CPU_TIME=1 this process's CPU seconds (user + system, all threads)."""
+    if os.environ.get("BENCH_CPU_TIME") == "1":
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+    return time.perf_counter()
+
+
 def _time(step, warmup: int, steps: int) -> list[float]:
     for _ in range(warmup):
         step()
     times = []
     for _ in range(steps):
-        t = time.perf_counter()
+        t = _clock()
         step()
-        times.append(time.perf_counter() - t)
+        times.append(_clock() - t)
     return times
 
 
@@ -126,6 +150,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads for every framework (0: its default)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time steps in CPU seconds of the process instead of wall seconds (robust to other "
+                         "load on the machine; with --threads 1 it compares the work per image)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -135,6 +163,10 @@ def main() -> None:
         print(json.dumps({"median_s": statistics.median(times), "min_s": min(times)}))
         return
 
+    if args.threads:
+        os.environ["BENCH_THREADS"] = str(args.threads)
+    if args.cpu_time:
+        os.environ["BENCH_CPU_TIME"] = "1"
     best: dict[str, dict] = {}
     for _ in range(args.rounds):
         for label, which, arg, env in ROWS:
@@ -146,15 +178,16 @@ def main() -> None:
             res["img_s"] = BATCH / res["median_s"]
             if "img_s" not in best.get(label, {}) or res["img_s"] > best[label]["img_s"]:
                 best[label] = res
-    _print_table(best)
+    _print_table(best, "CPU seconds" if args.cpu_time else "wall seconds", args.threads)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"batch": BATCH, "size": SIZE, "loadavg": os.getloadavg(), "rows": best}, f, indent=1)
 
 
-def _print_table(best: dict[str, dict]) -> None:
+def _print_table(best: dict[str, dict], clock: str, threads: int) -> None:
     ref = best.get("Keras 3 (TensorFlow backend)", {}).get("img_s")
-    print(f"mini_xception {SIZE}x{SIZE}, batch {BATCH}, training step, images/s (median step, best round)")
+    print(f"mini_xception {SIZE}x{SIZE}, batch {BATCH}, training step, images/s (median step in {clock}, "
+          f"best round, threads: {threads or 'default'})")
     print(f"{'framework':32s} {'img/s':>8s} {'vs Keras-TF':>12s}")
     for label, res in best.items():
         if "error" in res:
