@@ -106,6 +106,8 @@ def test_user_errors_are_one_clear_message(run_dir, tmp_path) -> None:
         (["predict", str(tmp_path / "missing"), "x.png"], "is not a run directory"),
         (["eval", str(run_dir), "--data", "builtin:shapes?classes=3&n=60"], "the run was trained on"),
         (["train", "classify", *TINY, "--out", str(tmp_path / "b"), "--model-arg", "nokey"], "KEY=VALUE"),
+        # --resume with only --out on a folder without a run: name the missing run, not the missing --data
+        (["train", "classify", "--out", str(tmp_path / "none"), "--resume"], "holds no run (no config.json)"),
     ]
     for args, message in cases:
         result = runner.invoke(cli, args)

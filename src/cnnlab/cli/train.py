@@ -32,6 +32,11 @@ def build_config(task: str, options: dict[str, Any], resume: bool) -> Any:
 
             raise CnnlabError(f"{saved.parent} is a {base.task!r} run, not {task!r}: resume it with "
                               f"`cnnlab train {base.task} --out {saved.parent} --resume`, or choose a new --out")
+    elif resume:  # say so before "--data is required": the run to take the settings from is missing
+        from cnnlab.errors import CnnlabError
+
+        raise CnnlabError(f"--resume: {saved.parent} holds no run (no {CONFIG}); drop --resume to start "
+                          "one with --data and --model")
     else:
         base = TrainConfig(task=task)
     recipe = given.get("recipe")
