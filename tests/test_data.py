@@ -131,6 +131,16 @@ def test_npz_grayscale_and_bad_arrays(tmp_path) -> None:
         load_data(tmp_path / "r.npz")
 
 
+@pytest.mark.parametrize("limit", [None, 10])
+def test_npz_that_is_not_a_zip_archive_is_named_not_called_pickled(tmp_path, limit) -> None:
+    np.savez(tmp_path / "d.npz", x=np.zeros((40, 5, 5, 3), np.uint8), y=np.arange(40) % 2)
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "d.npz").read_bytes()[:500])  # an interrupted copy
+    (tmp_path / "text.npz").write_text("not numpy")
+    for name in ("cut.npz", "text.npz"):
+        with pytest.raises(CnnlabError, match="not a readable .npz file .not a zip archive"):
+            load_data(tmp_path / name, limit=limit)
+
+
 def test_limit_reads_only_leading_rows_but_picks_the_same_subset(tmp_path) -> None:
     x, y = _write_npz(tmp_path / "d.npz", n=90)
     capped_x, capped_y, _, _ = load_npz(tmp_path / "d.npz", limit=12)

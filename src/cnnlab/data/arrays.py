@@ -83,6 +83,9 @@ def read_npz(path: Path, limit_rows: dict[str, int] | None = None) -> dict[str, 
     """The arrays of an .npz file, without ever unpickling (object arrays are refused).
     ``limit_rows`` maps a key to how many leading rows are needed (the rest is not decompressed)."""
     limit_rows = limit_rows or {}
+    if path.is_file() and not zipfile.is_zipfile(path):  # np.load would call it "pickled data"
+        raise CnnlabError(f"{path} is not a readable .npz file (not a zip archive: truncated, or another "
+                          "format); write it with np.savez(path, x=images, y=labels)")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {}
@@ -94,7 +97,7 @@ def read_npz(path: Path, limit_rows: dict[str, int] | None = None) -> dict[str, 
             return arrays
     except ValueError as exc:  # object arrays need pickle, which would run code from the file
         raise CnnlabError(f"{path}: {exc}; store class_names as a str array (np.array(names, dtype=str))") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:  # e.g. a damaged member (CRC error)
         raise CnnlabError(f"{path} is not a readable .npz file ({exc})") from None
 
 
