@@ -101,6 +101,15 @@ def test_cli_models_summary_rejects_bad_input_size() -> None:
     assert result.exit_code != 0 and "--input-size" in str(result.exception)
 
 
+def test_cli_models_summary_names_the_input_a_torch_layer_cannot_take() -> None:
+    # C,H without W on a 2-D model: torch only says "Invalid channel dimensions"
+    result = CliRunner().invoke(cli, ["models", "summary", "resnet20", "--input-size", "32,32"])
+    assert result.exit_code != 0 and isinstance(result.exception, ValueError)
+    message = str(result.exception)
+    assert "'stem.0.conv' (Conv2d) cannot take an input of shape (32, 32)" in message
+    assert "C,H,W for 2-D models" in message
+
+
 def test_mini_xception_traces_into_one_graph_in_channels_last() -> None:
     torch.manual_seed(0)
     model = create_model("mini_xception", widths=(8, 16), num_classes=3).eval()

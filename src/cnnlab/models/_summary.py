@@ -86,9 +86,13 @@ def summarize(model: nn.Module, input_size: Sequence[int], *, batch: int = 2) ->
     summary.trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     names = {m: n for n, m in model.named_modules()}
     entered: list[nn.Module] = []
+    input_shapes: dict[nn.Module, tuple[int, ...]] = {}
 
     def pre_hook(module: nn.Module, inputs: tuple) -> None:
         entered.append(module)
+        tensor = _first_tensor(inputs)
+        if tensor is not None:
+            input_shapes[module] = tuple(int(s) for s in tensor.shape[1:])
 
     def hook(module: nn.Module, inputs: tuple, out: object) -> None:
         entered.pop()
@@ -114,9 +118,11 @@ def summarize(model: nn.Module, input_size: Sequence[int], *, batch: int = 2) ->
     except CnnlabError as exc:
         summary.error = str(exc)
     except RuntimeError as exc:
-        # A plain torch layer failed: name it, since torch's own message does not.
+        # A plain torch layer failed: name it and what it got, since torch's own message does neither.
         where = f"layer {names[entered[-1]]!r} ({type(entered[-1]).__name__})" if entered else "model"
-        summary.error = f"{where}: {str(exc).splitlines()[0]}"
+        got = input_shapes.get(entered[-1], summary.input_size) if entered else summary.input_size
+        summary.error = (f"{where} cannot take an input of shape {got} per example: {str(exc).splitlines()[0]}; "
+                         f"check the input size {summary.input_size} (C,H,W for 2-D models, C,T for 1-D)")
     finally:
         for handle in handles:
             handle.remove()
