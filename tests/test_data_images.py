@@ -193,3 +193,11 @@ def test_a_class_whose_images_are_all_unreadable_is_an_error(tmp_path) -> None:
     (tmp_path / "b" / "bad.png").write_bytes(b"\x89PNG broken")
     with pytest.warns(DataWarning, match="bad.png"), pytest.raises(CnnlabError, match="class 'b' has no readable"):
         load_data(tmp_path, image_size=4, val_split=0)
+
+
+def test_load_images_none_readable_is_one_error_with_the_fix(tmp_path) -> None:
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # the error names the file: no repeated warning line
+        with pytest.raises(CnnlabError, match=r"junk\.png.*pass image files Pillow can open \(.*\.png"):
+            load_images([tmp_path / "junk.png"], image_size=4)

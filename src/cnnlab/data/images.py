@@ -240,7 +240,8 @@ def load_images(paths: Iterable[str | os.PathLike], image_size: int | tuple[int,
     else:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     x, kept, skipped = decode_many(files, size, in_channels, strict=strict)
+    if not kept:  # the error alone names the file: a warning listing the same files would repeat it
+        raise CnnlabError(f"none of the {len(files)} input image(s) could be read (first: {skipped[0][0]}: "
+                          f"{skipped[0][1]}); pass image files Pillow can open ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     warn_skipped(skipped)
-    if not kept:
-        raise CnnlabError(f"none of the {len(files)} input image(s) could be read (first: {skipped[0][0]}: {skipped[0][1]})")
     return x, [files[i] for i in kept]
