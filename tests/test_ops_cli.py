@@ -123,6 +123,7 @@ def test_tour() -> None:
     (["conv2d", *LECTURE, "-k", "1 1 1 1; 1 1 1 1"], "kernel spans 4 cells but the padded input width is only 3"),
     (["conv2d", *LECTURE, "-k", "1", "--stride", "0"], "stride must be a positive integer, got 0"),
     (["conv2d", *LECTURE, "-k", "1", "--stride", "two"], "cannot read --stride 'two'"),
+    (["conv2d", *LECTURE, "-k", "1", "--explain", "x"], "cannot read --explain 'x'; give an integer or two"),
     (["conv2d", *LECTURE, "-k", "1", "--padding", "-1"], "padding must be >= 0, got -1"),
     (["conv2d", *LECTURE, "-k", "1 0; 0 1", "--explain", "5,0"], r"cell (5, 0) is outside the 2x2 output"),
     (["transpose", *LECTURE, "-k", "1 1; 1 1", "--stride", "2", "--output-padding", "2"],

@@ -75,10 +75,10 @@ def parse_ints(text: str, name: str) -> int | tuple[int, ...]:
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
+        values = ()
+    if not values:  # also "x" alone, which the split above turns into no parts
         raise CnnlabError(f"cannot read {name} {text!r}; give an integer or two separated by a comma "
-                          f"(rows,cols)") from None
-    if not values:
-        raise CnnlabError(f"{name} is empty; give an integer")
+                          f"(rows,cols)")
     return values[0] if len(values) == 1 else values
 
 
