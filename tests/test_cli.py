@@ -43,3 +43,15 @@ def test_cnnlab_warnings_are_one_line(capsys) -> None:  # type: ignore[no-untype
     finally:
         warnings.showwarning = saved
     assert capsys.readouterr().err == "warning: skipped 1 unreadable image file(s): a.jpg\n"
+
+
+def test_key_values_parse_json_and_refuse_broken_json() -> None:
+    import pytest
+
+    from cnnlab.cli._options import parse_key_values
+    from cnnlab.errors import CnnlabError
+
+    assert parse_key_values(("widths=[8,16]", "act=gelu", "project=false"), "--set", "x=1") == {
+        "widths": [8, 16], "act": "gelu", "project": False}
+    with pytest.raises(CnnlabError, match=r"--set 'widths=\[1,2': the value is not valid JSON"):
+        parse_key_values(("widths=[1,2",), "--set", "x=1")  # used to pass on as the string '[1,2'

@@ -20,6 +20,9 @@ def parse_key_values(pairs: tuple[str, ...], option: str, example: str) -> dict[
             raise CnnlabError(f"{option} {pair!r} must look like KEY=VALUE, for example {option} {example}")
         try:
             kwargs[key] = json.loads(text)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
+            if text.lstrip().startswith(("[", "{", '"')):  # meant as JSON: a bare string would fail later, obscurely
+                raise CnnlabError(f"{option} {pair!r}: the value is not valid JSON ({exc.msg}); "
+                                  f"write lists like {option} widths=[16,32]") from None
             kwargs[key] = text
     return kwargs
