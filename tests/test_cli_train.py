@@ -108,6 +108,9 @@ def test_user_errors_are_one_clear_message(run_dir, tmp_path) -> None:
         (["train", "classify", *TINY, "--out", str(tmp_path / "b"), "--model-arg", "nokey"], "KEY=VALUE"),
         # --resume with only --out on a folder without a run: name the missing run, not the missing --data
         (["train", "classify", "--out", str(tmp_path / "none"), "--resume"], "holds no run (no config.json)"),
+        # a device name torch does not know was a RuntimeError traceback
+        (["train", "classify", *TINY, "--out", str(tmp_path / "c"), "--device", "gpu"], "--device 'gpu' is not a device"),
+        (["eval", str(run_dir), "--data", "builtin:shapes", "--device", "gpu"], "use auto, cpu, cuda or cuda:N"),
     ]
     for args, message in cases:
         result = runner.invoke(cli, args)

@@ -43,6 +43,22 @@ class LoadedRun:
         return int(self.config["preprocess"]["in_channels"])
 
 
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> this process's GPU when there is one, else the CPU; a name torch does not know, or a
+    GPU that is not there, is a user error (not torch's RuntimeError / AssertionError)."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CnnlabError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CnnlabError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    return device
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """Rebuild the model of ``run_dir`` from config.json and load model.safetensors into it."""
     from cnnlab.models import create_model
@@ -58,7 +74,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     task = get_task(config["task"], **config.get("task_options", {}))
     model = create_model(config["model"]["name"], **config["model"]["kwargs"])
     ckpt.load_model_weights(run_dir / ckpt.MODEL, model)
-    device = torch.device(device)
+    device = resolve_device(str(device))
     model = model.to(device).eval()
     pre = config["preprocess"]
     return LoadedRun(run_dir, model, config, task, list(config["class_names"]),

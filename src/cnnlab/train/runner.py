@@ -41,6 +41,7 @@ from cnnlab.train.metrics import append_metrics, read_metrics
 from cnnlab.train.optim import lr_at, make_optimizer
 from cnnlab.train.precision import make_precision, resolve_precision
 from cnnlab.train.progress import make_progress
+from cnnlab.train.run import resolve_device
 
 INIT_SAMPLE = 5000  # training images passed to a model's init_from_data (whitening statistics)
 
@@ -53,18 +54,6 @@ class FitResult:
     history: list[dict[str, Any]]
     final: dict[str, float] = field(default_factory=dict)
     trained: bool = True  # False when the run had already reached the requested epochs
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> this process's GPU when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CnnlabError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
-    return device
 
 
 def choose_threads(requested: int | None, console: Console) -> int:
