@@ -72,6 +72,7 @@ def test_builtin_options_and_segment_task() -> None:
         ("no/such/folder", {}, "does not exist"),
         ("missing.npz", {}, "does not exist"),
         (SHAPES, {"val_split": 1.0}, "val_split must be in [0, 1)"),
+        (SHAPES, {"limit": 0}, "limit=0 must be at least 1 image"),
         (SHAPES, {"task": "segmentt"}, "did you mean: segment"),
     ],
 )

@@ -50,6 +50,11 @@ def test_config_is_never_mutated_and_lr_is_resolved() -> None:
         apply_overrides(cfg, {"epoch": 3}, "recipe 'x'")
     with pytest.raises(CnnlabError, match="--warmup"):
         cfg.resolved(warmup=1.5)
+    # builtin data used to report --limit 0 as its own option "n=0 is out of range"
+    with pytest.raises(CnnlabError, match="--limit must be at least 1"):
+        cfg.resolved(limit=0)
+    with pytest.raises(CnnlabError, match="--threads must be a positive count"):
+        cfg.resolved(threads=-2)
 
 
 def test_config_differences_name_the_keys() -> None:

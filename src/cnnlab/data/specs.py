@@ -95,6 +95,8 @@ def load_data(spec: str | os.PathLike, task: str = "classify", *, val_split: flo
         raise CnnlabError(f"task {task!r} has no data loader here{did_you_mean(task, TASKS)}; "
                           f"load_data supports: {', '.join(TASKS)}")
     check_val_split(val_split)
+    if limit is not None and limit < 1:  # else builtin data reports it as its own option n
+        raise CnnlabError(f"limit={limit} must be at least 1 image (or None for all of them)")
     size = _image_size(image_size)
     parsed = parse_spec(spec)
     if task == "segment" and parsed.kind != "builtin":

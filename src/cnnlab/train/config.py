@@ -75,6 +75,8 @@ class TrainConfig:
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (0.0 <= self.warmup < 1.0, "--warmup is a fraction of all steps, in [0, 1)"),
             (0.0 <= self.val_split < 1.0, "--val-split must be in [0, 1)"),
+            (self.limit is None or self.limit >= 1, "--limit must be at least 1 (leave it out for every image)"),
+            (self.threads is None or self.threads >= 0, "--threads must be a positive count (or 0: automatic)"),
             (self.lr is None or self.lr > 0, "--lr must be positive"),
             (self.weight_decay >= 0, "--weight-decay must be >= 0"),
             (0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
