@@ -338,6 +338,8 @@ def test_filter_errors() -> None:
         visualize_filters(net, "blocks.2.conv", [12], steps=1)
     with pytest.raises(CnnlabError, match="choose 'plain' or 'robust'"):
         visualize_filters(net, "blocks.2.conv", [1], method="fancy")
+    with pytest.raises(CnnlabError, match=r"no channels to visualise.*\(0\.\.11\)"):  # was torch.cat([])
+        visualize_filters(net, "blocks.2.conv", [], steps=1)
 
 
 def test_default_cam_layer_is_the_last_block_at_the_coarsest_useful_resolution() -> None:

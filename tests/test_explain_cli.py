@@ -61,6 +61,7 @@ def test_every_method_writes_pngs(run_and_images: tuple[Path, Path], tmp_path: P
         (["--target", "7"], "valid classes are 0..5"),
         (["--target", "dog"], "unknown target class 'dog'"),
         (["--method", "activations", "--layer", "head.fc"], "no maps to draw"),
+        (["--method", "filters", "--channels", "0"], "--channels must be at least 1, got 0"),
     ],
 )
 def test_user_errors_are_one_line(run_and_images: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture,

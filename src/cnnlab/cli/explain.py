@@ -50,6 +50,9 @@ def explain(run_dir: str, inputs: tuple[str, ...], method: str, layer: str | Non
         return
     out = Path(out_dir) if out_dir else Path(run_dir) / "explain"
     if method == "filters":
+        for name, value in (("--channels", channels), ("--steps", steps)):
+            if value is not None and value < 1:
+                raise CnnlabError(f"{name} must be at least 1, got {value}")
         if inputs:
             click.echo("note: --method filters starts from noise; the INPUT images are not used", err=True)
         result = runs.explain_filters(run, layer, out, count=channels, steps=steps, method=filter_method)

@@ -110,6 +110,9 @@ def _channels(model: nn.Module, layer: str, shape: tuple[int, ...], channels: Se
     if channels is None:
         return list(range(count))
     channels = [int(c) for c in channels]
+    if not channels:  # an empty batch would fail deep inside as torch.cat of nothing
+        raise CnnlabError(f"no channels to visualise; pass at least one channel index of layer {layer!r} "
+                          f"(0..{count - 1})")
     bad = [c for c in channels if not 0 <= c < count]
     if bad:
         raise CnnlabError(f"channel(s) {bad} out of range; layer {layer!r} has channels 0..{count - 1}")
