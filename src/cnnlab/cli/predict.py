@@ -64,6 +64,11 @@ def output_path(out: Path, fmt: str) -> tuple[Path, str]:
     """--out FILE.csv / FILE.json is that file; any other --out is a folder holding predictions.<fmt>."""
     if out.suffix in (".csv", ".json"):
         return out, out.suffix[1:]
+    if out.suffix and not out.is_dir():  # "preds.txt" meant a file: do not create a folder of that name
+        from cnnlab.errors import CnnlabError
+
+        raise CnnlabError(f"--out {out}: predictions are written as .csv or .json; name a .csv/.json file "
+                          "or a folder")
     fmt = "csv" if fmt == "table" else fmt
     return out / f"predictions.{fmt}", fmt
 
@@ -82,11 +87,12 @@ def predict(run: Path, inputs: tuple[str, ...], top_k: int, fmt: str, out: Path 
 
     if top_k < 1:
         raise CnnlabError("--top-k must be at least 1")
+    target = output_path(out, fmt) if out is not None else None  # a bad --out fails before the work
     rows = predict_files(run, list(inputs), top_k, device)
-    if out is not None:
+    if target is not None:
         from cnnlab.train.checkpoint import atomic_write
 
-        path, file_fmt = output_path(out, fmt)
+        path, file_fmt = target
         text = format_rows(rows, file_fmt)
         atomic_write(path, lambda p: p.write_text(text))
         click.echo(f"wrote {len(rows)} predictions to {path}", err=True)
