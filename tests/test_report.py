@@ -93,6 +93,8 @@ def test_report_with_images_from_files_and_missing_run_error(run_dir: Path, tmp_
     assert "the images passed with --inputs" in text and ">red<" in text
     result = CliRunner().invoke(cli, ["report", str(tmp_path / "nope")])
     assert result.exit_code != 0 and "not a run directory" in str(result.exception)
+    result = CliRunner().invoke(cli, ["report", str(run_dir), "--samples", "0"])  # was an IndexError in amax()
+    assert result.exit_code != 0 and "show at least 1 sample image" in str(result.exception)
 
 
 @pytest.mark.slow

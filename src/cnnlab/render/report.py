@@ -42,8 +42,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, inputs: Seq
     ``inputs`` are image files/folders to show; without them the first ``samples`` validation
     images of the run's own data spec are used when that spec can be loaded here.
     """
+    from cnnlab.errors import CnnlabError
     from cnnlab.train import load_run
 
+    if samples < 1:  # zero images would fail deep inside the CAM normalisation
+        raise CnnlabError(f"samples={samples}: show at least 1 sample image (--samples 1 or more)")
     run = load_run(run_dir, device)
     out = Path(out) if out else Path(run_dir) / "report.html"
     with tempfile.TemporaryDirectory() as tmp:
