@@ -111,6 +111,7 @@ def test_user_errors_are_one_clear_message(run_dir, tmp_path) -> None:
         # a device name torch does not know was a RuntimeError traceback
         (["train", "classify", *TINY, "--out", str(tmp_path / "c"), "--device", "gpu"], "--device 'gpu' is not a device"),
         (["eval", str(run_dir), "--data", "builtin:shapes", "--device", "gpu"], "use auto, cpu, cuda or cuda:N"),
+        (["eval", str(run_dir), "--data", "builtin:shapes", "--batch-size", "0"], "--batch-size must be at least 1"),
         # used to create a folder "p.txt" holding predictions.csv
         (["predict", str(run_dir), "x.png", "--out", str(tmp_path / "p.txt")], "name a .csv/.json file or a folder"),
     ]

@@ -23,6 +23,9 @@ def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size
     from cnnlab.errors import CnnlabError
     from cnnlab.train.loop import evaluate
     from cnnlab.train.precision import make_precision
+
+    if batch_size < 1:
+        raise CnnlabError(f"--batch-size must be at least 1, got {batch_size}")
     from cnnlab.train.run import load_run
 
     run = load_run(run_dir, device)
