@@ -102,3 +102,19 @@ def test_channels_last_and_bf16_agree_with_fp32(name: str) -> None:
             out_bf16 = model(x)
         # bf16 keeps ~3 significant digits; measured 0.2-0.4% on the built-in families.
         assert _relative_error(out_bf16, ref) < 0.03, _relative_error(out_bf16, ref)
+
+
+@pytest.mark.parametrize(("key", "value"), [("num_classes", -1), ("num_classes", 0), ("in_channels", 0),
+                                            ("num_classes", 2.5)])
+def test_common_keywords_must_be_positive_integers(key: str, value: object) -> None:
+    from cnnlab.errors import CnnlabError
+
+    # -1 used to reach torch as "Trying to create tensor with negative dimension"
+    with pytest.raises(CnnlabError, match=f"{key}={value} for model 'resnet20' must be a positive integer"):
+        create_model("resnet20", **{key: value})
+
+
+def test_numpy_integer_keywords_are_accepted() -> None:
+    import numpy as np
+
+    assert create_model("resnet20", num_classes=np.int64(3)).num_classes == 3

@@ -8,12 +8,13 @@ options left unset fall back to the builder's defaults.
 from __future__ import annotations
 
 import fnmatch
+import operator
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from cnnlab.errors import unknown
+from cnnlab.errors import CnnlabError, unknown
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _TAGS: dict[str, tuple[str, ...]] = {}
@@ -52,7 +53,19 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     _load_builtin_models()
     if name not in _BUILDERS:
         raise unknown("model", name, _BUILDERS)
+    for key in ("num_classes", "in_channels"):  # else torch fails later on a negative tensor dimension
+        value = kwargs.get(key)
+        if value is not None and not _positive_int(value):
+            raise CnnlabError(f"{key}={value!r} for model {name!r} must be a positive integer")
     return _BUILDERS[name](**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def _positive_int(value: Any) -> bool:
+    """True for 1, 2, ... (NumPy integers too), False for 0, -1, 2.5, True, "3"."""
+    try:
+        return not isinstance(value, bool) and operator.index(value) >= 1
+    except TypeError:
+        return False
 
 
 def _load_builtin_models() -> None:
