@@ -68,7 +68,7 @@ def test_builtin_options_and_segment_task() -> None:
         ("builtin:shapes?n", {}, "key=value"),
         ("builtin:shapes?size=32", {"image_size": 48}, "give one of them"),
         ("cifar1O", {}, "did you mean: cifar10"),
-        ("cats", {}, "accepted: a folder"),
+        ("cats", {}, "'cats': no folder, file or dataset has that name"),
         ("no/such/folder", {}, "does not exist"),
         ("missing.npz", {}, "does not exist"),
         (SHAPES, {"val_split": 1.0}, "val_split must be in [0, 1)"),

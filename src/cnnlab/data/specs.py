@@ -67,7 +67,8 @@ def parse_spec(spec: str | os.PathLike) -> Spec:
     if os.sep in text or "/" in text or path.suffix or text.startswith((".", "~")):
         raise CnnlabError(f"data path {path} does not exist; pass an existing folder or .npz file")
     choices = list(NAMED) + [f"builtin:{b}" for b in BUILTINS]
-    raise CnnlabError(f"unknown data spec {text!r}{did_you_mean(text, choices)}; accepted: {ACCEPTED}")
+    raise CnnlabError(f"unknown data spec {text!r}: no folder, file or dataset has that name"
+                      f"{did_you_mean(text, choices)}; accepted: {ACCEPTED}")
 
 
 def _image_size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
