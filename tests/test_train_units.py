@@ -116,6 +116,19 @@ def test_checkpoint_files_from_different_steps_are_refused(tmp_path) -> None:
         ckpt.check_consistent(tmp_path)
 
 
+def test_damaged_run_files_are_user_errors_naming_the_file(tmp_path) -> None:
+    # each of these used to escape as a JSONDecodeError / SafetensorError / RuntimeError traceback
+    (tmp_path / ckpt.CONFIG).write_text('{"task": "classify", "mod')
+    with pytest.raises(CnnlabError, match=r"config\.json is damaged \(not valid JSON"):
+        ckpt.read_json(tmp_path / ckpt.CONFIG)
+    ckpt.save_model(tmp_path / ckpt.MODEL, nn.Linear(3, 2), step=1)
+    with pytest.raises(CnnlabError, match="cannot be loaded into the model its config.json describes"):
+        ckpt.load_model_weights(tmp_path / ckpt.MODEL, nn.Linear(4, 2))  # another model's weights
+    (tmp_path / ckpt.MODEL).write_bytes((tmp_path / ckpt.MODEL).read_bytes()[:20])  # cut short
+    with pytest.raises(CnnlabError, match="the run directory is damaged or mixed"):
+        ckpt.load_model_weights(tmp_path / ckpt.MODEL, nn.Linear(3, 2))
+
+
 def test_atomic_write_leaves_no_file_when_writing_fails(tmp_path) -> None:
     def fail(path) -> None:
         path.write_text("partial")

@@ -48,7 +48,12 @@ def write_json(path: Path, data: Any) -> Path:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON in ``path``; a damaged file (edited by hand, cut short by a full disk) is a user error."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CnnlabError(f"{path} is damaged (not valid JSON: {exc}); restore it from a copy or train "
+                          "a new run") from None
 
 
 def _cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -64,11 +69,16 @@ def save_model(path: Path, model: nn.Module, step: int) -> Path:
 
 def load_model_weights(path: Path, model: nn.Module) -> int:
     """Load ``path`` into ``model`` (strict); returns the step recorded with the weights."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        step = int((f.metadata() or {}).get("step", -1))
-    model.load_state_dict(load_file(str(path)), strict=True)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            step = int((f.metadata() or {}).get("step", -1))
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except (SafetensorError, RuntimeError) as exc:  # a cut file, or weights of another model/config
+        raise CnnlabError(f"{path} cannot be loaded into the model its config.json describes "
+                          f"({str(exc).splitlines()[0]}); the run directory is damaged or mixed: "
+                          "restore it or train a new run") from None
     return step
 
 
