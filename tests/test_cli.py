@@ -55,3 +55,18 @@ def test_key_values_parse_json_and_refuse_broken_json() -> None:
         "widths": [8, 16], "act": "gelu", "project": False}
     with pytest.raises(CnnlabError, match=r"--set 'widths=\[1,2': the value is not valid JSON"):
         parse_key_values(("widths=[1,2",), "--set", "x=1")  # used to pass on as the string '[1,2'
+
+
+def test_an_output_path_blocked_by_a_file_is_one_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from cnnlab.cli import main
+
+    blocker = tmp_path / "taken.png"
+    blocker.write_bytes(b"a file where the run folder should go")
+    with pytest.raises(SystemExit) as info:  # was a FileExistsError traceback from mkdir
+        main(["train", "classify", "--data", "builtin:shapes?n=60&size=16", "--model", "resnet20",
+              "--epochs", "1", "--quiet", "--out", str(blocker)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2
+    assert err[-1] == f"error: {blocker}: File exists; choose another path (--out) or fix this one"

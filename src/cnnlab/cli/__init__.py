@@ -104,6 +104,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        if os.environ.get("CNNLAB_DEBUG"):  # an output path with a file where a folder must go, or read-only
+            raise
+        click.echo(f"error: {exc.filename}: {exc.strerror}; choose another path (--out) or fix this one", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
