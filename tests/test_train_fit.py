@@ -138,6 +138,15 @@ def test_resume_without_a_run_is_refused(tmp_path) -> None:
         fit(tiny(tmp_path, "none"), resume=True, progress=False)
 
 
+def test_images_too_small_for_the_model_fail_before_the_run_directory_exists(tmp_path) -> None:
+    # cifar_fast pools 8x8 images down to nothing: this was a torch RuntimeError in the first step,
+    # after config.json was written, so the folder could only be "resumed" into the same error
+    cfg = tiny(tmp_path, "small", model="cifar_fast", model_kwargs={}, image_size=8)
+    with pytest.raises(CnnlabError, match=r"model 'cifar_fast' cannot train on 3x8x8 images: layer 'group3.pool'"):
+        fit(cfg, progress=False)
+    assert not (tmp_path / "small").exists()
+
+
 def test_init_from_data_is_called_with_preprocessed_images(tmp_path, monkeypatch) -> None:
     from cnnlab.models.mini_xception import MiniXception
 

@@ -112,6 +112,21 @@ def check_data_matches(saved: dict[str, Any], class_names: list[str], in_channel
         raise CnnlabError(f"cannot resume {run_dir}: the data differs in {'; '.join(diffs)}; use the run's data or a new --out")
 
 
+def check_input_fits(name: str, kwargs: dict, input_size: tuple[int, ...]) -> None:
+    """Run the model once on the meta device (no memory, no arithmetic) at the data's image size, so
+    images too small for it fail here with the layer named, not in the first step after config.json
+    was written (which left a run directory that could only be resumed into the same error)."""
+    from cnnlab.models import create_model
+    from cnnlab.models._summary import summarize
+
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # the real model's RNG stream is untouched
+        probe = create_model(name, **kwargs)
+    error = summarize(probe, input_size).error
+    if error is not None:
+        size = "x".join(map(str, input_size))
+        raise CnnlabError(f"model {name!r} cannot train on {size} images: {error}")  # error says the fix
+
+
 def build_model(cfg: TrainConfig, task: Task, num_classes: int, in_channels: int) -> tuple[nn.Module, dict]:
     """The model named in ``cfg`` with the head the task needs; returns it and its full kwargs."""
     from cnnlab.models import create_model
@@ -281,6 +296,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, on_step: Callable[[Position, 
         if len(bundle.train) < 2:
             raise CnnlabError(f"--data {cfg.data} has {len(bundle.train)} training example(s); need at least 2")
         model, model_kwargs = build_model(cfg, task, bundle.num_classes, bundle.in_channels)
+        check_input_fits(cfg.model, model_kwargs, (bundle.in_channels, *bundle.image_size))
         init_from_data(model, bundle.train.x, preprocess, cfg.seed)
         precision = make_precision(cfg.precision, device, use_channels_last(cfg, device))
         model = precision.prepare(model)
