@@ -130,6 +130,13 @@ def test_npz_grayscale_and_bad_arrays(tmp_path) -> None:
              class_names=np.array(["a", "b"]))
     with pytest.raises(CnnlabError, match="2 class names"):
         load_data(tmp_path / "r.npz")
+    # one class trained a classifier that cannot be wrong; -1 labels were "-1..-1 but there are 0 class names"
+    np.savez(tmp_path / "one.npz", x=np.zeros((6, 5, 5, 3), np.uint8), y=np.zeros(6, int))
+    with pytest.raises(CnnlabError, match="holds only one class"):
+        load_data(tmp_path / "one.npz")
+    np.savez(tmp_path / "neg.npz", x=np.zeros((6, 5, 5, 3), np.uint8), y=-np.ones(6, int))
+    with pytest.raises(CnnlabError, match="negative class indices"):
+        load_data(tmp_path / "neg.npz")
 
 
 @pytest.mark.parametrize("limit", [None, 10])

@@ -55,7 +55,10 @@ def labels_to_tensor(y: np.ndarray, n: int, num_classes: int | None, what: str) 
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer):
         raise CnnlabError(f"{what} must be integer class indices of shape ({n},), got {y.dtype} {y.shape}")
-    if len(y) and (y.min() < 0 or (num_classes is not None and y.max() >= num_classes)):
+    if len(y) and y.min() < 0:
+        raise CnnlabError(f"{what} holds negative class indices (min {y.min()}); labels must be 0, 1, ... "
+                          "(one per class)")
+    if len(y) and num_classes is not None and y.max() >= num_classes:
         raise CnnlabError(f"{what} holds class indices {y.min()}..{y.max()} but there are {num_classes} class names")
     return torch.from_numpy(y.astype(np.int64))
 
@@ -133,6 +136,9 @@ def load_npz(path: Path, limit: int | None = None) -> tuple[torch.Tensor, torch.
         names = [str(i) for i in range(int(data["y"].max()) + 1 if len(data["y"]) else 0)]
     x = hwc_to_tensor(data["x"], f"{path}: x")
     y = labels_to_tensor(data["y"], len(x), len(names), f"{path}: y")
+    if len(names) < 2:  # as for folders: one class trains a classifier that cannot be wrong
+        raise CnnlabError(f"{path} holds only one class ({names}); classification needs at least 2: add "
+                          "images of another class to x and y (and its name to class_names)")
     val = None
     if ("x_val" in data) != ("y_val" in data):
         raise CnnlabError(f"{path} has only one of x_val / y_val; store both or neither")
