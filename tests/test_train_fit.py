@@ -180,3 +180,13 @@ def test_two_classes_with_a_single_logit(tmp_path) -> None:
     assert probs.shape == (2, 2)
     with pytest.raises(CnnlabError, match="num_classes=3 does not fit the data's 2 classes"):
         fit(dataclasses.replace(cfg, out=str(tmp_path / "bad"), model_kwargs={"num_classes": 3}), progress=False)
+
+
+def test_fit_leaves_the_callers_thread_count_as_it_found_it(tmp_path) -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        fit(tiny(tmp_path, "threads", epochs=1, threads=1), progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -276,6 +276,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, on_step: Callable[[Position, 
 
     cfg = cfg.resolved()
     console = console or Console(stderr=True, soft_wrap=True)
+    caller_threads = torch.get_num_threads()
     threads = choose_threads(cfg.threads, console)
     from cnnlab.train.distributed import env_world
 
@@ -327,6 +328,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, on_step: Callable[[Position, 
         return _train(cfg, ctx, model, bundle, pos, run_dir, console, on_step, progress)
     finally:
         teardown(dist)
+        torch.set_num_threads(caller_threads)  # a library call leaves the caller's torch as it found it
 
 
 def _train(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, pos: Position, run_dir: Path,
