@@ -158,6 +158,12 @@ def ops() -> None:
     """
 
 
+
+def _print_worked(worked: Any) -> None:
+    """The window over the (padded) input, then the worked sum ending in the cell's value."""
+    click.echo(worked.window_text())
+    click.echo(worked.text())
+
 @ops.command("conv2d")
 @_input_opt
 @_kernel_opt
@@ -178,8 +184,7 @@ def conv2d_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: st
     _show("output", O.conv2d(x, w, s, p, d, groups))
     if explain:
         worked = explain_conv(x, w, _cell(explain), s, p, d, groups, out_channel=channel)
-        click.echo(worked.window_text())
-        click.echo(worked.text())
+        _print_worked(worked)
 
 
 @ops.command("conv1d")
@@ -204,8 +209,7 @@ def conv1d_cmd(input_: str, kernel: str, stride: str, padding: str, dilation: st
     _show("output", O.conv1d(x, w, s, p, d))
     if explain:
         worked = explain_conv(x, w, _cell(explain), s, p, d, out_channel=channel)
-        click.echo(worked.window_text())
-        click.echo(worked.text())
+        _print_worked(worked)
 
 
 def _pool_opts(f: Any) -> Any:
@@ -234,8 +238,7 @@ def pool2d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: s
     _show("output", O.pool2d(x, k, s, p, mode))
     if explain:
         worked = explain_pool(x, k, _cell(explain), s, p, mode, channel=channel)
-        click.echo(worked.window_text())
-        click.echo(worked.text())
+        _print_worked(worked)
 
 
 @ops.command("pool1d")
@@ -257,8 +260,7 @@ def pool1d_cmd(input_: str, size: str, mode: str, stride: str | None, padding: s
     _show("output", O.pool1d(x, k, s, p, mode))
     if explain:
         worked = explain_pool(x, k, _cell(explain), s, p, mode, one_d=True, channel=channel)
-        click.echo(worked.window_text())
-        click.echo(worked.text())
+        _print_worked(worked)
 
 
 @ops.command("transpose")
