@@ -157,7 +157,7 @@ def test_transpose_animation_marks_inserted_zeros_and_padding() -> None:
     np.testing.assert_array_equal(scene.grid, [[1, 0, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]])
 
 
-def test_readme_ops_section_runs_and_shows_real_output() -> None:
+def test_readme_ops_section_runs_and_shows_real_output(tmp_path, monkeypatch) -> None:
     """Every command in the README's "Exact ops" section runs, and its printed output block is real."""
     import re
     import shlex
@@ -168,19 +168,19 @@ def test_readme_ops_section_runs_and_shows_real_output() -> None:
     blocks = re.findall(r"```(bash|python)?\n(.*?)```", section, flags=re.S)
     runner = CliRunner()
     ran = 0
-    with runner.isolated_filesystem():
-        for n, (lang, body) in enumerate(blocks):
-            if lang != "bash":
-                continue
-            for line in body.strip().splitlines():
-                args = shlex.split(line.split("  #")[0])
-                assert args[0] == "cnnlab", line
-                result = runner.invoke(cli, args[1:])
-                assert result.exit_code == 0, (line, result.output)
-                ran += 1
-            if n + 1 < len(blocks) and blocks[n + 1][0] == "":
-                shown = [ln for ln in blocks[n + 1][1].splitlines() if ln.strip() and ln != "..."]
-                assert all(ln in result.output.splitlines() for ln in shown), (line, result.output)
+    monkeypatch.chdir(tmp_path)  # commands that write files (animate) write here
+    for n, (lang, body) in enumerate(blocks):
+        if lang != "bash":
+            continue
+        for line in body.strip().splitlines():
+            args = shlex.split(line.split("  #")[0])
+            assert args[0] == "cnnlab", line
+            result = runner.invoke(cli, args[1:])
+            assert result.exit_code == 0, (line, result.output)
+            ran += 1
+        if n + 1 < len(blocks) and blocks[n + 1][0] == "":
+            shown = [ln for ln in blocks[n + 1][1].splitlines() if ln.strip() and ln != "..."]
+            assert all(ln in result.output.splitlines() for ln in shown), (line, result.output)
     assert ran >= 5
 
 
