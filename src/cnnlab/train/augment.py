@@ -20,15 +20,18 @@ def make_augment(name: str, image_size: tuple[int, int], spatial_targets: bool) 
     'crop' is a random translation by up to 1/8 of the image size (reflect padding), 'flip' a
     left-right mirror with probability 1/2; 'auto' is both (the standard CIFAR recipe).
     """
-    from cnnlab.data.transforms import Compose, HorizontalFlip, RandomCrop
+    from cnnlab.data.transforms import Compose, HorizontalFlip, default_augmentation, random_translate
 
     if name not in AUGMENTS:
         raise CnnlabError(f"unknown augmentation {name!r}; choose from: {', '.join(AUGMENTS)}")
     if name == "none":
         return None
-    crop = RandomCrop(padding=max(1, min(image_size) // 8))
-    parts = {"flip": [HorizontalFlip()], "crop": [crop]}.get(name, [crop, HorizontalFlip()])
-    pipeline = Compose(parts)
+    if name == "flip":
+        pipeline = Compose([HorizontalFlip()])
+    elif name == "crop":
+        pipeline = Compose([random_translate(image_size)])
+    else:  # auto, flip-crop
+        pipeline = default_augmentation(image_size)
 
     def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         params = pipeline.sample(len(x), generator)
