@@ -180,3 +180,143 @@ def test_busy_machine_trains_with_one_thread(monkeypatch) -> None:
         assert runner.choose_threads(None, Console(file=out)) == 2  # idle: torch's choice stays
     finally:
         torch.set_num_threads(before)
+
+
+# --- airbench's tricks: schedule ends, norm-layer lr, lookahead, test-time augmentation -------------
+
+def _old_lr_at(step: int, total: int, peak: float, warmup: float, schedule: str) -> float:
+    """lr_at as it was before lr_start / lr_end existed (copied), to pin the defaults bit-for-bit."""
+    import math
+
+    warmup_steps = round(warmup * total)
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = min((step - warmup_steps) / max(total - warmup_steps, 1), 1.0)
+    return peak * (1.0 - progress) if schedule == "onecycle" else peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def test_default_schedule_is_bit_for_bit_unchanged_and_airbench_triangle_is_exact() -> None:
+    for schedule in ("onecycle", "cosine"):
+        assert [lr_at(s, 97, 1.37, 0.23, schedule) for s in range(97)] == \
+            [_old_lr_at(s, 97, 1.37, 0.23, schedule) for s in range(97)]
+    # airbench: 0.2 -> 1 over the first 23 of 100 steps, then linearly down to 0.07 after the last step
+    tri = [lr_at(s, 100, 2.0, 0.23, "onecycle", start=0.2, end=0.07) for s in range(100)]
+    assert tri[0] == pytest.approx(2.0 * (0.2 + 0.8 / 23))
+    assert tri[22] == pytest.approx(2.0) and tri[23] == pytest.approx(2.0)
+    assert tri[99] == pytest.approx(2.0 * (1 - 0.93 * 76 / 77))
+    assert lr_at(60, 60, 1.0, 0.2, "cosine", end=0.1) == pytest.approx(0.1)  # cosine ends at `end` too
+    with pytest.raises(CnnlabError, match="--lr-end"):
+        TrainConfig(data="d", model="m").resolved(lr_end=1.5)
+
+
+def test_norm_lr_scale_groups_norm_parameters_with_scaled_lr_and_decay() -> None:
+    from cnnlab.train.optim import set_lr
+
+    class LayerNorm2d(nn.Module):  # a custom norm layer: recognised by its name
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.weight.view(1, -1, 1, 1)
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), LayerNorm2d(), nn.Flatten(), nn.Linear(4, 2))
+    opt = make_optimizer(model, "sgd", 0.1, 0.05, 0.9, norm_lr_scale=64.0)
+    decay, no_decay, norm = opt.param_groups
+    assert {id(p) for p in decay["params"]} == {id(model[0].weight), id(model[4].weight)}
+    assert {id(p) for p in no_decay["params"]} == {id(model[0].bias), id(model[4].bias)}  # plain biases
+    assert {id(p) for p in norm["params"]} == {id(model[1].weight), id(model[1].bias), id(model[2].weight)}
+    assert (decay["weight_decay"], no_decay["weight_decay"], norm["weight_decay"]) == (0.05, 0.0, 0.05 / 64)
+    set_lr(opt, 0.3)
+    assert [g["lr"] for g in opt.param_groups] == [0.3, 0.3, 0.3 * 64]
+    assert norm["lr"] * norm["weight_decay"] == pytest.approx(decay["lr"] * decay["weight_decay"])  # same decay/step
+    # the shrink torch applies really is lr * weight_decay: a zero-gradient first step (Nesterov's
+    # first step moves 1 + momentum times the decayed gradient) of a norm and of a conv weight
+    before = [model[1].weight.detach().clone(), model[0].weight.detach().clone()]
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for param, old in zip((model[1].weight, model[0].weight), before, strict=True):
+        assert torch.allclose(param, old * (1 - 0.3 * 0.05 * 1.9))
+    # scale 1: exactly the two groups of before (old checkpoints' optimizer state still loads)
+    assert len(make_optimizer(model, "sgd", 0.1, 0.05, 0.9, norm_lr_scale=1.0).param_groups) == 2
+
+
+def test_lookahead_matches_a_hand_computation_on_a_two_parameter_model(tmp_path) -> None:
+    from cnnlab.train.lookahead import Lookahead
+
+    model = nn.BatchNorm1d(1)  # 2 parameters, 2 float buffers and an integer counter (not averaged)
+    la = Lookahead(model)
+    assert sorted(la.ema) == ["bias", "running_mean", "running_var", "weight"]
+    ema = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
+    total = 10
+    for step in range(1, total + 1):
+        with torch.no_grad():  # "training": every entry moves to a new value
+            for name, v in (("weight", 2.0 * step), ("bias", -float(step)), ("running_mean", 0.5 * step),
+                            ("running_var", 1.0 + step)):
+                getattr(model, name).fill_(v)
+        net = {k: float(v) for k, v in model.state_dict().items() if k in ema}
+        la.after_step(step, total)
+        if step % 5 == 0:
+            d = 0.95 ** 5 * (step / total) ** 3
+            ema = {k: d * ema[k] + (1 - d) * net[k] for k in ema}
+            expected = ema
+        else:
+            expected = net  # between pulls the net is left alone
+        got = {k: float(v) for k, v in model.state_dict().items() if k in ema}
+        assert got == pytest.approx(expected, rel=1e-6), step
+        assert {k: float(v) for k, v in la.ema.items()} == pytest.approx(ema, rel=1e-6)
+    with torch.no_grad():
+        model.weight.fill_(123.0)
+    la.finish()  # decay 1: the net becomes the EMA, which does not move
+    assert float(model.weight.detach()) == pytest.approx(ema["weight"], rel=1e-6)
+    # the EMA round-trips through its file, and a file of another step is refused
+    la.save(tmp_path / "la.safetensors", step=10)
+    other = Lookahead(nn.BatchNorm1d(1))
+    other.load(tmp_path / "la.safetensors", step=10)
+    assert all(torch.equal(other.ema[k], la.ema[k]) for k in la.ema)
+    with pytest.raises(CnnlabError, match="inconsistent"):
+        other.load(tmp_path / "la.safetensors", step=11)
+
+
+def test_tta_averages_logits_as_computed_by_hand() -> None:
+    from cnnlab.train.loop import tta_outputs
+
+    class FirstRow(nn.Module):  # logits = the first image row, weighted 1, 2, 3
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, 0, 0, :] * torch.tensor([1.0, 2.0, 3.0])
+
+    x = torch.arange(9.0).view(1, 1, 3, 3)  # rows 0 1 2 / 3 4 5 / 6 7 8
+    model = FirstRow()
+    assert tta_outputs(model, x, "none").tolist() == [[0.0, 2.0, 6.0]]
+    # mirror: row 2 1 0 -> (0 2 6 + 2 2 0) / 2
+    assert tta_outputs(model, x, "flip").tolist() == [[1.0, 2.0, 3.0]]
+    # reflect-padded shifts: up-left's first row is 4 3 4, down-right's 4 5 4 (both mirror-symmetric),
+    # weighted: 4 6 12 and 4 10 12, mean 4 8 12; half of that plus half of the flip mean 1 2 3
+    assert tta_outputs(model, x, "flip-translate").tolist() == [[2.5, 5.0, 7.5]]
+
+
+def test_tta_flip_leaves_a_mirror_symmetric_model_unchanged_and_is_refused_for_other_tasks() -> None:
+    from cnnlab.tasks import get_task
+    from cnnlab.tasks.classify import ClassifyTask
+    from cnnlab.train.loop import check_tta, evaluate
+    from cnnlab.train.precision import make_precision
+
+    torch.manual_seed(0)
+    # global average pooling makes the model exactly mirror-symmetric
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    x = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8)
+    y = torch.randint(0, 4, (40,))
+    task, prec, norm = get_task("classify"), make_precision("fp32", "cpu", False), Normalize([0.5] * 3, [0.25] * 3)
+    plain = evaluate(model, task, x, y, norm, prec, 16, 4).compute()
+    flip = evaluate(model, task, x, y, norm, prec, 16, 4, tta="flip").compute()
+    assert flip["top1"] == plain["top1"] and flip["loss"] == pytest.approx(plain["loss"], rel=1e-5)
+
+    class Segment(ClassifyTask):
+        name = "segment"
+        spatial_targets = True
+
+    check_tta("flip", task)
+    check_tta("none", Segment())
+    with pytest.raises(CnnlabError, match="--tta flip .*task 'segment'"):
+        check_tta("flip", Segment())

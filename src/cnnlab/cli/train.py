@@ -64,7 +64,17 @@ def build_config(task: str, options: dict[str, Any], resume: bool) -> Any:
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="sgd (Nesterov) or adamw.  [default: adamw]")
 @click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), help="Learning-rate schedule.  [default: onecycle]")
 @click.option("--warmup", type=float, help="Fraction of steps in linear warm-up.  [default: 0.1]")
+@click.option("--lr-start", type=float,
+              help="Warm-up starts at this fraction of the peak lr (0: one warm-up step's worth).  [default: 0]")
+@click.option("--lr-end", type=float, help="The schedule ends at this fraction of the peak lr.  [default: 0]")
 @click.option("--weight-decay", type=float, help="Weight decay on conv/linear weights.  [default: 0.0005]")
+@click.option("--norm-lr-scale", type=float,
+              help="Norm-layer params train at lr x this; other than 1 they are also decayed by weight "
+                   "decay / this (the weights' decay per step).  [default: 1]")
+@click.option("--lookahead/--no-lookahead", default=None,
+              help="Keep an EMA of the weights and pull the net onto it every 5 steps (airbench).  [default: off]")
+@click.option("--tta", type=click.Choice(["none", "flip", "flip-translate"]),
+              help="Test-time augmentation of the final evaluation, reported as val_tta_*.  [default: none]")
 @click.option("--label-smoothing", type=float, help="Label smoothing for classification.  [default: 0]")
 @click.option("--augment", type=click.Choice(["auto", "none", "flip", "crop", "flip-crop"]),
               help="Training augmentation.  [default: auto]")

@@ -15,6 +15,8 @@ from cnnlab.errors import CnnlabError
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine")
+#: test-time augmentation levels for the final evaluation (airbench's levels 0, 1 and 2)
+TTA_MODES = ("none", "flip", "flip-translate")
 #: learning rate used when none is given, per optimizer
 DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3}
 
@@ -23,7 +25,7 @@ DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3}
 COMPAT_KEYS = (
     "task", "data", "model", "model_kwargs", "val_split", "image_size", "limit", "seed", "batch_size",
     "optimizer", "lr", "momentum", "schedule", "warmup", "weight_decay", "label_smoothing", "augment",
-    "recipe",
+    "recipe", "lr_start", "lr_end", "norm_lr_scale", "lookahead",
 )
 
 
@@ -50,6 +52,14 @@ class TrainConfig:
     weight_decay: float = 5e-4  # applied to conv/linear weights only, never to norm or bias params
     schedule: str = "onecycle"  # onecycle (linear up, linear down) | cosine (linear up, cosine down)
     warmup: float = 0.1  # fraction of all steps spent in linear warm-up
+    lr_start: float = 0.0  # warm-up starts at this fraction of the peak lr (0: at peak / warm-up steps)
+    lr_end: float = 0.0  # the decay ends at this fraction of the peak lr
+    # Norm-layer weights and biases train at lr * norm_lr_scale. At 1.0 they keep the long-standing
+    # exemption from weight decay; any other scale gives them weight_decay / norm_lr_scale (airbench's
+    # rule, see optim.param_groups for why), so their decay per step equals the conv weights'.
+    norm_lr_scale: float = 1.0
+    lookahead: bool = False  # airbench's lookahead: an EMA of the weights, pulled onto every 5 steps
+    tta: str = "none"  # test-time augmentation of the FINAL evaluation: none | flip | flip-translate
     label_smoothing: float = 0.0
     augment: str = "auto"  # auto | none | flip | crop | flip-crop (auto = flip-crop for classify)
     recipe: str | None = None  # a named set of overrides from cnnlab.train.recipes
@@ -74,6 +84,10 @@ class TrainConfig:
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (0.0 <= self.warmup < 1.0, "--warmup is a fraction of all steps, in [0, 1)"),
+            (0.0 <= self.lr_start <= 1.0, "--lr-start is a fraction of the peak lr, in [0, 1]"),
+            (0.0 <= self.lr_end <= 1.0, "--lr-end is a fraction of the peak lr, in [0, 1]"),
+            (self.norm_lr_scale > 0, "--norm-lr-scale must be positive (1 = the same lr as the weights)"),
+            (self.tta in TTA_MODES, f"--tta must be one of {', '.join(TTA_MODES)}"),
             (0.0 <= self.val_split < 1.0, "--val-split must be in [0, 1)"),
             (self.limit is None or self.limit >= 1, "--limit must be at least 1 (leave it out for every image)"),
             (self.threads is None or self.threads >= 0, "--threads must be a positive count (or 0: automatic)"),

@@ -12,10 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.errors import CnnlabError
 from cnnlab.tasks import Meter, Task
 from cnnlab.train.distributed import Dist
+from cnnlab.train.lookahead import Lookahead
 from cnnlab.train.optim import lr_at, set_lr
 from cnnlab.train.precision import Precision
 
@@ -116,6 +119,9 @@ class StepContext:
     schedule: str
     seed: int
     dist: Dist
+    lr_start: float = 0.0  # fractions of the peak lr where warm-up starts and the decay ends
+    lr_end: float = 0.0
+    lookahead: Lookahead | None = None
 
 
 def model_inputs(precision: Precision, preprocess: Normalize, x: torch.Tensor) -> torch.Tensor:
@@ -130,7 +136,8 @@ def train_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, pos: Position
         x, y = ctx.augment(x, y, seeded_generator(ctx.seed, pos.epoch, pos.batch, ctx.dist.rank, 1))
     inputs = model_inputs(ctx.precision, ctx.preprocess, x)
     targets = y.to(ctx.precision.device, non_blocking=True)
-    set_lr(ctx.optimizer, lr_at(pos.step, ctx.total_steps, ctx.lr, ctx.warmup, ctx.schedule))
+    set_lr(ctx.optimizer, lr_at(pos.step, ctx.total_steps, ctx.lr, ctx.warmup, ctx.schedule, ctx.lr_start,
+                                ctx.lr_end))
     with ctx.precision.autocast():
         outputs = ctx.model(inputs)
     loss = ctx.task.loss(outputs, targets)
@@ -164,6 +171,8 @@ def train_epoch(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, pos: Positio
         pos.seen += len(index)
         pos.batch += 1
         pos.step += 1
+        if ctx.lookahead is not None:  # before on_step: a Ctrl-C there saves the pulled weights and EMA
+            ctx.lookahead.after_step(pos.step, ctx.total_steps)
         if on_step is not None:
             on_step(pos, loss)
 
@@ -172,10 +181,40 @@ def steps_per_epoch(n: int, batch_size: int, dist: Dist) -> int:
     return len(epoch_batches(n, batch_size, 0, 0, dist))
 
 
+#: tasks whose outputs are one vector of logits per image, unchanged in meaning by a mirror or a
+#: one-pixel shift of the input, so averaging them over transformed copies is meaningful
+TTA_TASKS = ("classify",)
+
+
+def check_tta(tta: str, task: Task) -> None:
+    """A CnnlabError when test-time augmentation ``tta`` cannot be used for ``task``."""
+    if tta != "none" and (task.name not in TTA_TASKS or task.spatial_targets):
+        raise CnnlabError(f"--tta {tta} averages per-image logits, which task {task.name!r} does not output; "
+                          "use --tta none")
+
+
+def tta_outputs(model: nn.Module, inputs: torch.Tensor, tta: str) -> torch.Tensor:
+    """The model's float outputs for ``inputs``, averaged over test-time augmentations (airbench's
+    levels): 'none' plain, 'flip' the mean with the mirror image, 'flip-translate' half that mean and
+    half the mean of the four mirrored / unmirrored copies shifted one pixel up-left and down-right
+    (reflect padding)."""
+    outputs = model(inputs).float()
+    if tta == "none":
+        return outputs
+    outputs = 0.5 * (outputs + model(inputs.flip(-1)).float())
+    if tta == "flip":
+        return outputs
+    padded = F.pad(inputs, (1, 1, 1, 1), mode="reflect")
+    shifted = (padded[:, :, :-2, :-2], padded[:, :, 2:, 2:])
+    extra = sum(model(s).float() + model(s.flip(-1)).float() for s in shifted) / 4
+    return 0.5 * outputs + 0.5 * extra
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, preprocess: Normalize,
-             precision: Precision, batch_size: int, num_classes: int) -> Meter:
-    """One pass over (x, y) in eval mode; returns the filled metric meter (the model's mode is restored)."""
+             precision: Precision, batch_size: int, num_classes: int, tta: str = "none") -> Meter:
+    """One pass over (x, y) in eval mode; returns the filled metric meter (the model's mode is restored).
+    ``tta`` averages the outputs over test-time augmentations (``tta_outputs``; see ``check_tta``)."""
     was_training = model.training
     model.eval()
     meter = task.meter(num_classes)
@@ -184,7 +223,7 @@ def evaluate(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, pre
             inputs = model_inputs(precision, preprocess, x[i:i + batch_size])
             targets = y[i:i + batch_size].to(precision.device)
             with precision.autocast():
-                outputs = model(inputs)
+                outputs = model(inputs) if tta == "none" else tta_outputs(model, inputs, tta)
             meter.update(outputs.float(), targets, task.loss(outputs, targets))
     finally:
         model.train(was_training)

@@ -27,11 +27,14 @@ from cnnlab.train import checkpoint as ckpt
 from cnnlab.train.augment import make_augment
 from cnnlab.train.config import TrainConfig, config_differences
 from cnnlab.train.distributed import Dist, setup, teardown
+from cnnlab.train.lookahead import FILE as LOOKAHEAD_FILE
+from cnnlab.train.lookahead import Lookahead
 from cnnlab.train.loop import (
     NonFiniteLoss,
     Normalize,
     Position,
     StepContext,
+    check_tta,
     evaluate,
     seeded_generator,
     steps_per_epoch,
@@ -94,7 +97,8 @@ def check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict[str, An
     if saved.get("task") != cfg.task:
         raise CnnlabError(f"{run_dir} is a {saved.get('task')!r} run, not {cfg.task!r}: resume it with "
                           f"`cnnlab train {saved.get('task')} ... --resume`, or choose a new --out")
-    diffs = config_differences(saved["train"], cfg.to_dict())
+    # A run saved before an option existed trained with its default: compare against that.
+    diffs = config_differences({**TrainConfig().to_dict(), **saved["train"]}, cfg.to_dict())
     if diffs:
         raise CnnlabError(f"cannot resume {run_dir}: the config differs in {'; '.join(diffs)}; "
                           "drop those options (the run's own values are used) or choose a new --out")
@@ -207,9 +211,13 @@ def deferred_interrupt(enabled: bool) -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, pos: Position) -> None:
-    """Weights, then optimizer + RNG state, then state.json last (it marks the checkpoint complete)."""
+def save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, pos: Position,
+                    lookahead: Lookahead | None = None) -> None:
+    """Weights, the lookahead EMA (when used), then optimizer + RNG state, then state.json last (it
+    marks the checkpoint complete; every file carries the step, so a mix is detected on resume)."""
     ckpt.save_model(run_dir / ckpt.MODEL, model, pos.step)
+    if lookahead is not None:
+        lookahead.save(run_dir / LOOKAHEAD_FILE, pos.step)
     ckpt.save_state(run_dir, optimizer, {
         "epoch": pos.epoch, "batch": pos.batch, "step": pos.step, "loss_sum": pos.loss_sum,
         "seen": pos.seen, "train_seconds": pos.train_seconds,
@@ -217,15 +225,18 @@ def save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     })
 
 
-def restore_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, meter: Meter
-                       ) -> Position:
-    """Load weights, optimizer and RNG state; the Position to continue from (fresh when none saved).
-    ``meter`` (a fresh training meter) gets the running sums of an epoch interrupted mid-way."""
+def restore_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, meter: Meter,
+                       lookahead: Lookahead | None = None) -> Position:
+    """Load weights, optimizer and RNG state (and the lookahead EMA); the Position to continue from
+    (fresh when none saved). ``meter`` (a fresh training meter) gets the running sums of an epoch
+    interrupted mid-way."""
     if not (run_dir / ckpt.STATE_JSON).exists():
         return Position()
     ckpt.check_consistent(run_dir)
     ckpt.load_model_weights(run_dir / ckpt.MODEL, model)
     info = ckpt.load_state(run_dir, optimizer)
+    if lookahead is not None:
+        lookahead.load(run_dir / LOOKAHEAD_FILE, int(info["step"]))
     if info.get("meter") is not None:
         meter.load_state(torch.tensor(info["meter"], dtype=torch.float64))
     return Position(epoch=info["epoch"], batch=info["batch"], step=info["step"], loss_sum=info["loss_sum"],
@@ -286,6 +297,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, on_step: Callable[[Position, 
     try:
         saved = check_run_dir(run_dir, cfg, resume)
         task = get_task(cfg.task, label_smoothing=cfg.label_smoothing)
+        check_tta(cfg.tta, task)  # before the data is loaded and anything is written
         bundle = load_data(cfg.data, cfg.task, val_split=cfg.val_split, seed=cfg.seed,
                            image_size=cfg.image_size, strict=cfg.strict, limit=cfg.limit)
         if saved is not None:
@@ -301,8 +313,12 @@ def fit(cfg: TrainConfig, *, resume: bool = False, on_step: Callable[[Position, 
         init_from_data(model, bundle.train.x, preprocess, cfg.seed)
         precision = make_precision(cfg.precision, device, use_channels_last(cfg, device))
         model = precision.prepare(model)
-        optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
-        pos = (restore_checkpoint(run_dir, model, optimizer, task.meter(bundle.num_classes))
+        optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
+                                   cfg.norm_lr_scale)
+        # The EMA starts from the prepared, data-initialised weights (as airbench's does); a resumed
+        # run overwrites it with the saved one.
+        lookahead = Lookahead(model) if cfg.lookahead else None
+        pos = (restore_checkpoint(run_dir, model, optimizer, task.meter(bundle.num_classes), lookahead)
                if saved is not None else Position())
         if dist.enabled and pos.step == 0:
             torch.manual_seed(cfg.seed + 1000 * dist.rank)  # different dropout masks per rank
@@ -324,7 +340,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, on_step: Callable[[Position, 
         ctx = StepContext(net, task, optimizer, precision, preprocess,
                           make_augment(cfg.augment, bundle.image_size, task.spatial_targets), cfg.lr,
                           cfg.epochs * steps_per_epoch(len(bundle.train), cfg.batch_size, dist),
-                          cfg.warmup, cfg.schedule, cfg.seed, dist)
+                          cfg.warmup, cfg.schedule, cfg.seed, dist, cfg.lr_start, cfg.lr_end, lookahead)
         return _train(cfg, ctx, model, bundle, pos, run_dir, console, on_step, progress)
     finally:
         teardown(dist)
@@ -344,7 +360,7 @@ def _train(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, po
                                   None if live or not show else console)
     except KeyboardInterrupt:
         if dist.is_main and not dist.enabled:
-            save_checkpoint(run_dir, model, ctx.optimizer, pos)
+            save_checkpoint(run_dir, model, ctx.optimizer, pos, ctx.lookahead)
             console.print(f"interrupted: checkpoint saved at epoch {pos.epoch + 1}, step {pos.step} in "
                           f"{run_dir}; continue with the same command plus --resume")
         raise
@@ -386,17 +402,27 @@ def _run_epochs(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: An
         bar_task = bar.add_task(f"epoch {pos.epoch + 1}/{cfg.epochs}", total=steps, completed=pos.batch,
                                 stats="")
         train_epoch(ctx, bundle.train.x, bundle.train.y, pos, cfg.batch_size, step_hook)
-        lr = lr_at(max(pos.step - 1, 0), ctx.total_steps, cfg.lr, cfg.warmup, cfg.schedule)
+        last = pos.epoch + 1 == cfg.epochs
+        if last and ctx.lookahead is not None:
+            ctx.lookahead.finish()  # the end of training: the net becomes the EMA (on every rank)
+        lr = lr_at(max(pos.step - 1, 0), ctx.total_steps, cfg.lr, cfg.warmup, cfg.schedule, cfg.lr_start,
+                   cfg.lr_end)
         meter, val = None, {}
         if dist.is_main and len(bundle.val):
             meter = evaluate(model, task, bundle.val.x, bundle.val.y, ctx.preprocess, ctx.precision,
                              cfg.batch_size, bundle.num_classes)
             val = meter.compute()
+            if last and cfg.tta != "none":
+                # Only the final evaluation is augmented (it costs 2x or 6x a plain pass); its metrics
+                # sit next to the plain ones as val_tta_* and never replace them.
+                tta = evaluate(model, task, bundle.val.x, bundle.val.y, ctx.preprocess, ctx.precision,
+                               cfg.batch_size, bundle.num_classes, tta=cfg.tta)
+                val.update({f"tta_{k}": v for k, v in tta.compute().items()})
         train = train_metrics(pos, dist, ctx.precision.device)
         row = epoch_row(pos, lr, time.perf_counter() - start, train, val, dist.world_size)
         pos.epoch, pos.batch = pos.epoch + 1, 0
         if dist.is_main:
-            save_checkpoint(run_dir, model, ctx.optimizer, pos)
+            save_checkpoint(run_dir, model, ctx.optimizer, pos, ctx.lookahead)
             history = append_metrics(run_dir, row)
             write_plots(run_dir, history, task.primary_metric, meter, bundle.class_names)
             bar.update(bar_task, stats=_summary(row, task.primary_metric))
@@ -409,4 +435,6 @@ def _run_epochs(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: An
 
 def _summary(row: dict[str, Any], metric: str) -> str:
     val = f"  val {metric} {row[f'val_{metric}']:.4f}" if f"val_{metric}" in row else ""
+    if f"val_tta_{metric}" in row:
+        val += f"  val {metric} with tta {row[f'val_tta_{metric}']:.4f}"
     return f"loss {row['train_loss']:.4f}{val}  {row['images_per_s']:,.0f} img/s"
