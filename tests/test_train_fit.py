@@ -190,3 +190,75 @@ def test_fit_leaves_the_callers_thread_count_as_it_found_it(tmp_path) -> None:
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+# airbench's tricks together (8 steps: the lookahead pulls at step 5 and at the end), with the
+# norm-layer lr, schedule fractions and a flip-TTA final evaluation.
+AIRBENCH = dict(lookahead=True, norm_lr_scale=8.0, lr_start=0.2, lr_end=0.07, tta="flip")
+
+
+@pytest.fixture(scope="module")
+def reference_airbench(tmp_path_factory):
+    """An uninterrupted 2-epoch run with lookahead, norm_lr_scale, lr_start/lr_end and TTA."""
+    cfg = dataclasses.replace(TINY, out=str(tmp_path_factory.mktemp("ref_la") / "run"), **AIRBENCH)
+    return fit(cfg, progress=False)
+
+
+def test_lookahead_resume_after_ctrl_c_restores_weights_and_ema_exactly(tmp_path, reference_airbench) -> None:
+    cfg = tiny(tmp_path, "run", **AIRBENCH)
+
+    def ctrl_c_at_step_6(pos, loss: float) -> None:
+        if pos.step == 6:  # after the pull at step 5: the resumed run needs the saved EMA
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, on_step=ctrl_c_at_step_6, progress=False)
+    run = tmp_path / "run"
+    saved_ema = load_file(str(run / "lookahead.safetensors"))
+    assert saved_ema.keys() and all(t.dtype.is_floating_point for t in saved_ema.values())
+    result = fit(cfg, resume=True, progress=False)
+    ref = reference_airbench.run_dir
+    for name in (ckpt.MODEL, "lookahead.safetensors"):
+        expected, got = load_file(str(ref / name)), load_file(str(run / name))
+        assert expected.keys() == got.keys()
+        for key in expected:
+            assert torch.equal(expected[key], got[key]), (name, key)
+    assert result.history == [dict(r, seconds=g["seconds"], images_per_s=g["images_per_s"])
+                              for r, g in zip(reference_airbench.history, result.history, strict=True)]
+    # the final pull made the net the EMA
+    final_ema, final_net = load_file(str(run / "lookahead.safetensors")), weights(run)
+    assert all(torch.equal(final_ema[k], final_net[k]) for k in final_ema)
+
+
+def test_final_tta_metrics_sit_next_to_the_plain_ones(reference_airbench) -> None:
+    first, last = reference_airbench.history
+    assert not any(k.startswith("val_tta_") for k in first)  # per-epoch validation stays plain
+    assert {"val_top1", "val_loss", "val_tta_top1", "val_tta_loss"} <= set(last)
+    assert last["val_tta_loss"] != last["val_loss"]  # a different evaluation, not a copy
+    assert reference_airbench.final["top1"] == last["val_top1"]
+    assert reference_airbench.final["tta_top1"] == last["val_tta_top1"]
+    state = json.loads((reference_airbench.run_dir / "state.json").read_text())
+    lrs = [g["lr"] for g in state["optimizer"]["param_groups"]]
+    assert len(lrs) == 3 and lrs[2] == pytest.approx(8 * lrs[0])  # the norm group at 8x the lr
+
+
+def test_runs_saved_before_the_new_options_still_resume(tmp_path, reference) -> None:
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(reference.run_dir, run)
+    config = json.loads((run / "config.json").read_text())
+    for key in ("lookahead", "tta", "norm_lr_scale", "lr_start", "lr_end"):
+        del config["train"][key]  # what a run written by the previous version holds
+    (run / "config.json").write_text(json.dumps(config))
+    assert not fit(dataclasses.replace(TINY, out=str(run)), resume=True, progress=False).trained
+
+
+def test_tta_for_a_task_without_per_image_logits_is_refused_before_anything_is_written(tmp_path, monkeypatch
+                                                                                        ) -> None:
+    from cnnlab.tasks.classify import ClassifyTask
+
+    monkeypatch.setattr(ClassifyTask, "spatial_targets", True)  # as a segmentation task would be
+    with pytest.raises(CnnlabError, match="--tta flip-translate averages per-image logits"):
+        fit(tiny(tmp_path, "seg", tta="flip-translate"), progress=False)
+    assert not (tmp_path / "seg").exists()
