@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
@@ -25,6 +26,7 @@ from cnnlab.layers import (
     annotate_names,
     parse_order,
 )
+from cnnlab.ops.shape import same_padding
 
 
 @pytest.mark.parametrize(("size", "stride", "kernel"), [(9, 2, 3), (10, 2, 3), (11, 2, 5), (8, 1, 4)])
@@ -66,6 +68,27 @@ def test_maxpool_same_matches_tf_on_even_input() -> None:
     x = torch.tensor([[[[1.0, 5.0, 2.0, 0.0, 3.0, 4.0]]]])
     y = MaxPoolSame(3, 2, dims=1)(x[0])
     assert y.tolist() == [[[5.0, 3.0, 4.0]]]
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_maxpool_same_equals_explicit_minus_inf_padding(dims: int) -> None:
+    # MaxPoolSame pools with symmetric padding + ceil_mode instead of writing a padded copy; the
+    # windows, values and gradient routing must equal TF's pad-(P//2, P-P//2)-with--inf-then-pool.
+    for n in range(1, 14):
+        for k in range(1, 6):
+            for s in range(1, 5):
+                x = torch.randn(2, 3, *([n] * dims), dtype=torch.float64, requires_grad=True)
+                pads: list[int] = []
+                for size in reversed(x.shape[2:]):
+                    pads.extend(same_padding(size, k, s))
+                pool = F.max_pool2d if dims == 2 else F.max_pool1d
+                want = pool(F.pad(x, pads, value=float("-inf")), k, s)
+                got = MaxPoolSame(k, s, dims=dims)(x)
+                assert got.shape == want.shape and torch.equal(got, want), (n, k, s)
+                g = torch.randn_like(want)
+                (gw,) = torch.autograd.grad(want, x, g)
+                (gg,) = torch.autograd.grad(got, x, g)
+                assert torch.equal(gg, gw), (n, k, s)
 
 
 def test_order_is_explicit_and_validated() -> None:

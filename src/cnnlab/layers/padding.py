@@ -46,11 +46,41 @@ class SamePad(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, dilation={self.dilation}"
 
 
-class MaxPoolSame(nn.Sequential):
-    """Keras ``MaxPooling(pool, strides, padding="same")``: pads with -inf (ignored by max), TF-aligned."""
+def _ceil_pool_size(n: int, k: int, s: int, pad: int) -> int:
+    """PyTorch's pooling output size with ``ceil_mode=True`` (aten's pooling_output_shape, dilation 1)."""
+    out = (n + 2 * pad - k + s - 1) // s + 1
+    return out - 1 if (out - 1) * s >= n + pad else out
+
+
+class MaxPoolSame(nn.Module):
+    """Keras ``MaxPooling(pool, strides, padding="same")``: TF-aligned windows, padding ignored by max.
+
+    Why not always pad then pool: TF's pad is (P // 2, P - P // 2), so the right side gets at most
+    one cell more than the left. Pooling with ``padding=P // 2`` on both sides and ``ceil_mode=True``
+    gives the same window starts, hence the same maxima (the implicit padding is -inf), whenever it
+    gives the same number of windows, which holds for every stride > 1 (the lecture's case) and
+    many stride-1 cases; otherwise we pad explicitly. Skipping the padded copy saved its write, fill
+    and backward, ~5% of a mini_xception training step at 180x180 (benchmarks/NOTES-speed.md).
+    tests/test_layers.py checks values and gradients against explicit -inf padding for all small
+    sizes, kernels and strides.
+    """
 
     def __init__(self, kernel_size: int = 3, stride: int = 2, *, dims: int = 2) -> None:
-        pool = nn.MaxPool2d(kernel_size, stride) if dims == 2 else nn.MaxPool1d(kernel_size, stride)
         super().__init__()
-        self.pad = SamePad(kernel_size, stride, dims=dims, value=float("-inf"))
-        self.pool = pool
+        self.kernel_size, self.stride, self.dims = kernel_size, stride, dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.kernel_size, self.stride
+        sizes = [int(n) for n in x.shape[-self.dims:]]
+        pads = [same_padding(n, k, s) for n in sizes]
+        lefts = tuple(left for left, _ in pads)
+        pool = F.max_pool2d if self.dims == 2 else F.max_pool1d
+        same_windows = all(2 * left <= k and _ceil_pool_size(n, k, s, left) == -(-n // s)
+                           for n, left in zip(sizes, lefts, strict=True))
+        if same_windows:
+            return pool(x, k, s, padding=lefts, ceil_mode=True)
+        flat = [p for pair in reversed(pads) for p in pair]  # F.pad lists the last axis first
+        return pool(F.pad(x, flat, value=float("-inf")), k, s)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
