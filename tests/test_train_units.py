@@ -268,8 +268,15 @@ def test_lookahead_matches_a_hand_computation_on_a_two_parameter_model(tmp_path)
         assert {k: float(v) for k, v in la.ema.items()} == pytest.approx(ema, rel=1e-6)
     with torch.no_grad():
         model.weight.fill_(123.0)
-    la.finish()  # decay 1: the net becomes the EMA, which does not move
+    la.finish(10, total)  # after a pull step: decay 1, the net becomes the EMA, which does not move
     assert float(model.weight.detach()) == pytest.approx(ema["weight"], rel=1e-6)
+    assert {k: float(v) for k, v in la.ema.items()} == pytest.approx(ema, rel=1e-6)
+    with torch.no_grad():
+        model.weight.fill_(7.0)
+    la.finish(12, 12)  # off the 5-step grid: the last steps are pulled in with decay_at(12, 12) first
+    d = 0.95 ** 5
+    assert float(model.weight.detach()) == pytest.approx(d * ema["weight"] + (1 - d) * 7.0, rel=1e-6)
+    ema = {k: float(v) for k, v in la.ema.items()}
     # the EMA round-trips through its file, and a file of another step is refused
     la.save(tmp_path / "la.safetensors", step=10)
     other = Lookahead(nn.BatchNorm1d(1))

@@ -404,7 +404,7 @@ def _run_epochs(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: An
         train_epoch(ctx, bundle.train.x, bundle.train.y, pos, cfg.batch_size, step_hook)
         last = pos.epoch + 1 == cfg.epochs
         if last and ctx.lookahead is not None:
-            ctx.lookahead.finish()  # the end of training: the net becomes the EMA (on every rank)
+            ctx.lookahead.finish(pos.step, ctx.total_steps)  # the net becomes the EMA (on every rank)
         lr = lr_at(max(pos.step - 1, 0), ctx.total_steps, cfg.lr, cfg.warmup, cfg.schedule, cfg.lr_start,
                    cfg.lr_end)
         meter, val = None, {}
