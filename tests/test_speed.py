@@ -3,7 +3,10 @@ and the allocator setting. (Timings live in benchmarks/, never in tests.)"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import platform
+import resource
 
 import pytest
 import torch
@@ -147,3 +150,29 @@ def test_allocator_setting_is_applied_once_and_can_be_switched_off(monkeypatch) 
     first = _runtime.tune_allocator()
     assert first is _runtime.tune_allocator()  # cached: the second call does nothing
     assert first is (platform.libc_ver()[0] == "glibc")  # applied wherever glibc's mallopt exists
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's mallopt")
+def test_allocator_setting_keeps_large_buffers_mapped_between_steps() -> None:
+    # What the setting is for: a 64 MiB block (above glibc's 32 MiB mmap threshold cap, like a bf16
+    # activation of mini_xception's first stage) freed and allocated again must not fault its pages
+    # back in; with glibc's defaults each round is a fresh mmap and faults all 16,384 pages. Plain
+    # malloc/free through ctypes, so the check is of glibc alone, whatever torch's allocator does.
+    assert _runtime.tune_allocator()
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    size = 64 << 20
+
+    def round_trip() -> None:
+        block = libc.malloc(size)
+        ctypes.memset(block, 1, size)
+        libc.free(block)
+
+    for _ in range(2):
+        round_trip()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(4):
+        round_trip()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert faults < 2000, faults

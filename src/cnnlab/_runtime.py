@@ -7,6 +7,9 @@ memory back in: on the 2-core benchmark machine ~300k minor faults and 0.76 s of
 step against 1.1 s of user time. Raising the mmap threshold to its maximum and never trimming keeps
 the pages in the process (like tcmalloc or jemalloc without decay, measured equal, but with no library
 to preload and no re-exec): kernel time fell to 0.02 s per step (benchmarks/NOTES-speed.md).
+glibc caps that threshold at 32 MiB, and one bf16 activation of mini_xception's first stage is 63 MB,
+so those blocks were still mmapped afresh each step (20k-145k faults per step, varying from run to
+run); turning mmap off for malloc (M_MMAP_MAX=0) serves them from the heap too: ~1-3k faults.
 
 The cost is resident memory: freed buffers stay mapped, so the peak of a run stays allocated. Set
 ``CNNLAB_TUNE_MALLOC=0`` to keep glibc's defaults (the benchmarks use it to measure the difference).
@@ -24,6 +27,7 @@ import sys
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit (4 MiB * sizeof(long))
 
 
@@ -48,4 +52,5 @@ def tune_allocator() -> bool:
     ok = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
     ok &= mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # never give the heap top back to the kernel
     ok &= mallopt(_M_TOP_PAD, 256 * 1024 * 1024)  # grow the heap in big steps: fewer brk calls and faults
+    ok &= mallopt(_M_MMAP_MAX, 0)  # blocks above the 32 MiB threshold cap come from the heap as well
     return bool(ok)
