@@ -1,0 +1,155 @@
+"""Fused training-mode BatchNorm2d -> ReLU for CPU bf16 channels_last training (bn_relu.c).
+
+Why: at mini_xception's first stage (32 x 32ch x 176 x 176 bf16, 63 MB per tensor) BatchNorm and
+ReLU are separate memory-bound passes; fused, the forward reads x twice and writes y once, and the
+backward reads x and dy twice and writes dx once (benchmarks/NOTES-speed.md, attempt 19).
+
+``bn_relu_train(x, bn)`` matches ``relu(bn(x))`` for an ``nn.BatchNorm2d`` in training mode: the
+batch is normalised with its biased variance; ``running_mean`` / ``running_var`` (unbiased, factor
+M / (M - 1)) are updated with the module's momentum and ``num_batches_tracked`` is incremented, as
+torch does. ``usable(x, bn, act)`` says when a caller may use it; everything else keeps torch's path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+from torch import nn
+
+from cnnlab import kernels
+
+_P = ctypes.c_void_p
+_I = ctypes.c_int64
+_TAIL = [_I, _I, _I]  # chunk, start, end: the parallel_chunks convention
+
+# Channel counts (None: any) routed to the fused kernels; see attempt 19 of NOTES-speed.md.
+MIN_ELEMENTS = 0
+
+
+def library() -> ctypes.CDLL | None:
+    """The bn_relu kernels with their signatures declared, or None (CNNLAB_KERNELS=0, no compiler, a
+    failed build). Follows ``kernels.load``'s cache, so ``kernels.load.cache_clear()`` re-decides it."""
+    lib = kernels.load("bn_relu")
+    if lib is None or "_cnnlab_declared" in vars(lib):
+        return lib
+    lib.bn_relu_stats.argtypes = [_P, _I, _P, _P, *_TAIL]
+    lib.bn_relu_forward.argtypes = [_P, _P, _P, _P, _I, *_TAIL]
+    lib.bn_relu_backward_stats.argtypes = [_P, _P, _P, _P, _P, _I, _P, _P, *_TAIL]
+    lib.bn_relu_backward_dx.argtypes = [_P, _P, _P, _P, _P, _P, _P, _I, *_TAIL]
+    for fn in (lib.bn_relu_stats, lib.bn_relu_forward, lib.bn_relu_backward_stats, lib.bn_relu_backward_dx):
+        fn.restype = None
+    lib.bn_relu_set_portable.argtypes, lib.bn_relu_set_portable.restype = [ctypes.c_int], None
+    lib.bn_relu_has_simd.argtypes, lib.bn_relu_has_simd.restype = [], ctypes.c_int
+    lib._cnnlab_declared = True
+    return lib
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Hooks (explain, summaries) must see the BN's and the ReLU's own outputs: no fusion then."""
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or getattr(module, "_backward_pre_hooks", None))
+
+
+def _global_hooks() -> bool:
+    m = nn.modules.module
+    return bool(m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks
+                or getattr(m, "_global_backward_pre_hooks", None))
+
+
+def usable(x: torch.Tensor, bn: nn.Module, act: nn.Module) -> bool:
+    """True when ``act(bn(x))`` may run fused: training with grad enabled, CPU bf16 4-D channels_last
+    input, an affine BatchNorm2d tracking running stats with a float momentum, a plain nn.ReLU, no
+    hooks, not being traced by torch.compile, and the kernels built."""
+    return (
+        type(bn) is nn.BatchNorm2d and type(act) is nn.ReLU and not act.inplace
+        and bn.training and torch.is_grad_enabled()
+        and bn.affine and bn.track_running_stats and isinstance(bn.momentum, float)
+        and bn.running_mean is not None and bn.weight.dtype == torch.float32
+        and bn.weight.device.type == "cpu"
+        and x.device.type == "cpu" and x.dtype == torch.bfloat16 and x.dim() == 4
+        and x.shape[1] == bn.num_features and x.numel() >= MIN_ELEMENTS
+        and x.shape[0] * x.shape[2] * x.shape[3] > 1  # torch raises for one value per channel
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not torch.compiler.is_compiling()
+        and not (_hooked(bn) or _hooked(act) or _global_hooks())
+        and library() is not None
+    )
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+class _BnRelu(torch.autograd.Function):
+    """relu(batch_norm(x)) on bf16 NHWC rows; saves x and the per-channel scale, shift, mean, invstd."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,  # noqa: ANN001
+                running_mean: torch.Tensor, running_var: torch.Tensor, momentum: float,
+                eps: float) -> torch.Tensor:
+        lib = library()
+        n, c, h, w = x.shape
+        rows = n * h * w
+        chunks = kernels.chunk_count(rows)
+        s1 = torch.empty(chunks, c, dtype=torch.float64)
+        s2 = torch.empty(chunks, c, dtype=torch.float64)
+        kernels.parallel_chunks(lib.bn_relu_stats, rows, _ptr(x), c, _ptr(s1), _ptr(s2), chunks=chunks)
+        with torch.no_grad():
+            shift0 = x[0, :, 0, 0].double()  # the kernels' per-channel shift: the first row
+            m1, m2 = s1.sum(0) / rows, s2.sum(0) / rows
+            mean = shift0 + m1
+            var = (m2 - m1 * m1).clamp_min(0.0)  # biased, for normalising
+            invstd = (var + eps).rsqrt()
+            scale = (weight.double() * invstd).float()
+            shift = (bias.double() - mean * scale.double()).float()
+            running_mean.mul_(1.0 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+            unbiased = var * (rows / (rows - 1))
+            running_var.mul_(1.0 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+        y = torch.empty_like(x, memory_format=torch.channels_last)
+        kernels.parallel_chunks(lib.bn_relu_forward, rows, _ptr(x), _ptr(y), _ptr(scale), _ptr(shift), c,
+                                chunks=chunks)
+        ctx.save_for_backward(x, weight, scale, shift, mean.float(), invstd)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):  # noqa: ANN001, ANN205
+        x, weight, scale, shift, mean, invstd = ctx.saved_tensors
+        lib = library()
+        n, c, h, w = x.shape
+        rows = n * h * w
+        dy = dy.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        chunks = kernels.chunk_count(rows)
+        sg = torch.empty(chunks, c, dtype=torch.float64)
+        sgx = torch.empty(chunks, c, dtype=torch.float64)
+        kernels.parallel_chunks(lib.bn_relu_backward_stats, rows, _ptr(x), _ptr(dy), _ptr(scale),
+                                _ptr(shift), _ptr(mean), c, _ptr(sg), _ptr(sgx), chunks=chunks)
+        dbias = sg.sum(0)
+        dweight = sgx.sum(0) * invstd
+        dx = None
+        if ctx.needs_input_grad[0]:
+            # dx = scale * (g - mean(g) - xhat * mean(g * xhat)), xhat = (x - mean) * invstd, folded
+            # into dx = scale * g + cx * x + c0 so the kernel needs one more pass only.
+            sc = scale.double()
+            cx = -sc * invstd * dweight / rows
+            c0 = -sc * dbias / rows - cx * mean.double()
+            cx, c0 = cx.float(), c0.float()
+            dx = torch.empty_like(x, memory_format=torch.channels_last)
+            kernels.parallel_chunks(lib.bn_relu_backward_dx, rows, _ptr(x), _ptr(dy), _ptr(dx), _ptr(scale),
+                                    _ptr(shift), _ptr(cx), _ptr(c0), c, chunks=chunks)
+        dw = dweight.to(weight.dtype) if ctx.needs_input_grad[1] else None
+        db = dbias.to(weight.dtype) if ctx.needs_input_grad[2] else None
+        return dx, dw, db, None, None, None, None
+
+
+def bn_relu_train(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """``relu(bn(x))`` for a BatchNorm2d in training mode, fused; call only where ``usable`` is True.
+
+    Updates ``bn``'s running statistics and ``num_batches_tracked`` like torch; returns bf16
+    channels_last.
+    """
+    with torch.autocast("cpu", enabled=False):  # the per-channel math stays fp32/fp64
+        y = _BnRelu.apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps)
+    if bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    return y
