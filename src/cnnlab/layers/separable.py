@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.kernels import depthwise
 from cnnlab.layers.naming import check_channels
 from cnnlab.layers.padding import SamePad, native_same_padding
 
@@ -62,4 +63,9 @@ class SeparableConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_channels(self, x, self.in_channels)
-        return self.pointwise(self.depthwise(self.pad(x)))
+        x = self.pad(x)
+        # CPU bf16 training: the depthwise weight gradient from cnnlab's C kernel, which beats oneDNN's
+        # (benchmarks/NOTES-speed.md, attempt 18); every other case runs the stock nn.Conv2d.
+        if x.device.type == "cpu" and depthwise.use_kernel(self.depthwise, x):
+            return self.pointwise(depthwise.depthwise_conv3x3(x, self.depthwise.weight))
+        return self.pointwise(self.depthwise(x))

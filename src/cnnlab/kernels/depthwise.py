@@ -1,0 +1,142 @@
+"""Depthwise 3x3 convolution whose weight gradient runs in cnnlab's hand-written C kernel (dw3x3.c).
+
+Why: in CPU bf16 training of the small Xception, oneDNN's depthwise 3x3 weight gradient runs at
+2.6-6x its memory floor while its forward and data gradient are at theirs (benchmarks/NOTES-speed.md,
+attempts 14, 17 and 18). So only the weight gradient is replaced: the forward is ``F.conv2d`` and the
+data gradient aten's ``convolution_backward``, both oneDNN.
+
+Scope: bf16 NHWC (channels_last) inputs, 3x3 kernel, stride 1, padding 1, dilation 1, one filter per
+channel. ``use_kernel`` says whether a call qualifies; callers keep PyTorch's path otherwise.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab import kernels
+
+# Channel counts routed to oneDNN because the kernel measured slower there (attempt 18); empty when
+# the kernel won at every measured shape.
+ONEDNN_CHANNELS: frozenset[int] = frozenset()
+
+_ARGTYPES = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+             ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+
+
+@functools.cache
+def _library(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare the C signatures once per loaded library (ctypes would otherwise pass ints as C int)."""
+    for name in ("dw3x3_wgrad", "dw3x3_wgrad_portable"):
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = _ARGTYPES, None
+    lib.dw3x3_simd_bits.argtypes, lib.dw3x3_simd_bits.restype = [], ctypes.c_int
+    return lib
+
+
+def _kernel_library() -> ctypes.CDLL | None:
+    lib = kernels.load("dw3x3")
+    return None if lib is None else _library(lib)
+
+
+def simd_bits() -> int | None:
+    """512 when the kernel runs its AVX-512 path on this machine, 0 for the plain C path, None when
+    the kernels are off or could not be built."""
+    lib = _kernel_library()
+    return None if lib is None else int(lib.dw3x3_simd_bits())
+
+
+def _channels_last_bf16(t: torch.Tensor) -> bool:
+    return (t.dim() == 4 and t.dtype == torch.bfloat16 and t.device.type == "cpu"
+            and t.is_contiguous(memory_format=torch.channels_last))
+
+
+def depthwise3x3_weight_grad(x: torch.Tensor, g: torch.Tensor, *, portable: bool = False) -> torch.Tensor | None:
+    """fp32 (C, 1, 3, 3) weight gradient of a depthwise 3x3 conv (stride 1, padding 1) with input ``x``
+    and output gradient ``g``, both bf16 channels_last (N, C, H, W) of one shape; None when the kernel
+    is unavailable or the tensors do not fit it (the caller then uses PyTorch's path).
+
+    ``portable=True`` runs the plain C path even where AVX-512 is available (for tests).
+    """
+    lib = _kernel_library()
+    if lib is None or x.shape != g.shape or not (_channels_last_bf16(x) and _channels_last_bf16(g)):
+        return None
+    n, c, h, w = x.shape
+    if n * c * h * w == 0:
+        return None
+    rows = n * h
+    chunks = kernels.chunk_count(rows)
+    padded = (c + 31) // 32 * 32  # the kernel works on 32-channel blocks: see dw3x3.c
+    partial = torch.empty(chunks, 9, padded, dtype=torch.float32)
+    fn = lib.dw3x3_wgrad_portable if portable else lib.dw3x3_wgrad
+    kernels.parallel_chunks(fn, rows, x.data_ptr(), g.data_ptr(), partial.data_ptr(), h, w, c, chunks=chunks)
+    total = partial[0] if chunks == 1 else partial.sum(0)
+    return total[:, :c].t().reshape(c, 1, 3, 3).contiguous()
+
+
+class _DepthwiseConv3x3(torch.autograd.Function):
+    """F.conv2d forward and oneDNN data gradient; the weight gradient from the C kernel."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        w = weight.to(x.dtype)  # fp32 master weights under autocast: the conv runs in x's dtype
+        ctx.save_for_backward(x, w)
+        ctx.weight_dtype = weight.dtype
+        return F.conv2d(x, w, padding=1, groups=x.shape[1])
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_w = depthwise3x3_weight_grad(x, g) if need_w else None
+        # oneDNN for what the kernel does not cover: the data gradient always, the weight gradient when
+        # the incoming gradient is not bf16 channels_last (it is in channels_last training)
+        mask = [need_x, need_w and grad_w is None, False]
+        grad_x = None
+        if mask[0] or mask[1]:
+            gx, gw, _ = torch.ops.aten.convolution_backward(
+                g, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], x.shape[1], mask)
+            grad_x = gx if need_x else None
+            if mask[1]:
+                grad_w = gw
+        if grad_w is not None:
+            grad_w = grad_w.to(ctx.weight_dtype)
+        return grad_x, grad_w
+
+
+def depthwise_conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Depthwise 3x3 conv (stride 1, padding 1, ``groups = C``) of ``x`` with ``weight`` (C, 1, 3, 3),
+    equal to ``F.conv2d(x, weight.to(x.dtype), padding=1, groups=C)``, with the weight gradient from
+    the hand-written kernel. Call it only where ``use_kernel`` says yes."""
+    return _DepthwiseConv3x3.apply(x, weight)
+
+
+def _has_hooks(module: torch.nn.Module) -> bool:
+    """Hooks would be skipped by calling the conv's function directly (explain's recorders, summaries)."""
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or getattr(module, "_backward_pre_hooks", None)
+                or torch.nn.modules.module._global_forward_hooks
+                or torch.nn.modules.module._global_forward_pre_hooks
+                or torch.nn.modules.module._global_backward_hooks)
+
+
+def use_kernel(conv: torch.nn.Module, x: torch.Tensor) -> bool:
+    """True when the depthwise ``conv`` applied to ``x`` should run through ``depthwise_conv3x3``:
+    training with gradients, bf16 channels_last CPU input, a hook-free 3x3 / stride 1 / padding 1 /
+    dilation 1 depthwise nn.Conv2d without bias, a channel count the kernel wins at, not under
+    torch.compile, and the kernel built. Everything else keeps PyTorch's path."""
+    if not (conv.training and torch.is_grad_enabled() and isinstance(conv, torch.nn.Conv2d)):
+        return False
+    if not _channels_last_bf16(x) or x.shape[1] in ONEDNN_CHANNELS:
+        return False
+    c = x.shape[1]
+    if not (conv.in_channels == conv.out_channels == conv.groups == c and conv.bias is None
+            and tuple(conv.kernel_size) == (3, 3) and tuple(conv.stride) == (1, 1)
+            and conv.padding == (1, 1) and tuple(conv.dilation) == (1, 1) and conv.padding_mode == "zeros"):
+        return False
+    if torch.compiler.is_compiling() or _has_hooks(conv):
+        return False
+    return _kernel_library() is not None

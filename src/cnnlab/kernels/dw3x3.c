@@ -1,0 +1,173 @@
+/* Depthwise 3x3 convolution weight gradient (stride 1, padding 1, dilation 1) for bf16 NHWC tensors.
+
+   dW[c][ky][kx] = sum over n, h, w of g[n][h][w][c] * x[n][h + ky - 1][w + kx - 1][c]   (zero outside)
+
+   x and g are the memory of channels_last (N, C, H, W) bf16 tensors, i.e. NHWC. The work is split into
+   contiguous ranges of image rows (row r = n * H + h of g); each call handles rows [start, end) and
+   writes its fp32 sums to partial[chunk][9][Cp] (tap-major: tap = ky * 3 + kx; Cp = C rounded up to
+   32, the first C used), which the caller sums over chunks.
+
+   Why hand-written: oneDNN's depthwise weight gradient runs at 2.6-6x its memory floor on the small
+   Xception's shapes (benchmarks/NOTES-speed.md, attempts 14, 17, 18). Here each output row is read
+   once per input row it touches (3 times, from L1/L2: one row of x or g is W * C * 2 bytes, 11 KB at
+   every mini_xception shape), and the taps' accumulators live in registers for a whole row.
+
+   Two paths: AVX-512 (needs AVX512F + AVX512BW, chosen at compile time by -march=native) and plain C
+   for every other CPU. dw3x3_wgrad_portable always runs the plain C path, so tests can check both. */
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define DW3X3_AVX512 1
+#endif
+
+static inline float bf16_to_f32(uint16_t v) {
+    uint32_t u = (uint32_t)v << 16; /* bf16 is the top half of an fp32: exact */
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Plain C: per (row, ky) the three kx taps accumulate straight into partial over an inner loop on
+   channels, which the compiler vectorises for whatever the CPU has. */
+static void wgrad_portable(const uint16_t *restrict x, const uint16_t *restrict g, float *restrict acc,
+                           int64_t H, int64_t W, int64_t C, int64_t start, int64_t end) {
+    for (int64_t r = start; r < end; r++) {
+        const int64_t n = r / H, h = r % H;
+        const uint16_t *grow = g + r * W * C;
+        for (int64_t ky = 0; ky < 3; ky++) {
+            const int64_t hi = h + ky - 1;
+            if (hi < 0 || hi >= H) continue; /* padding row: contributes zero */
+            const uint16_t *xrow = x + (n * H + hi) * W * C;
+            float *a0 = acc + (ky * 3 + 0) * C, *a1 = acc + (ky * 3 + 1) * C, *a2 = acc + (ky * 3 + 2) * C;
+            for (int64_t w = 0; w < W; w++) {
+                const uint16_t *gp = grow + w * C, *xp = xrow + w * C;
+                if (w > 0)
+                    for (int64_t c = 0; c < C; c++) a0[c] += bf16_to_f32(gp[c]) * bf16_to_f32(xp[c - C]);
+                for (int64_t c = 0; c < C; c++) a1[c] += bf16_to_f32(gp[c]) * bf16_to_f32(xp[c]);
+                if (w + 1 < W)
+                    for (int64_t c = 0; c < C; c++) a2[c] += bf16_to_f32(gp[c]) * bf16_to_f32(xp[c + C]);
+            }
+        }
+    }
+}
+
+#ifdef DW3X3_AVX512
+/* 32 bf16 channels -> two fp32 vectors without a shuffle: the even channels are the low 16 bits of
+   each 32-bit lane (shift them up), the odd channels the high 16 bits (mask the low ones off). The
+   accumulators therefore hold channels in (even, odd) order; the caller's buffer keeps that order and
+   it is undone once per call. */
+#define SPLIT(v, e, o)                                                          \
+    do {                                                                        \
+        e = _mm512_castsi512_ps(_mm512_slli_epi32((v), 16));                    \
+        o = _mm512_castsi512_ps(_mm512_and_si512((v), hi_mask));                \
+    } while (0)
+
+/* buf: [9][Cp] fp32 in (even, odd) order per 32-channel block, Cp = C rounded up to 32. */
+static void wgrad_avx512(const uint16_t *restrict x, const uint16_t *restrict g, float *restrict buf,
+                         int64_t H, int64_t W, int64_t C, int64_t Cp, int64_t start, int64_t end) {
+    const __m512i hi_mask = _mm512_set1_epi32((int)0xFFFF0000u);
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t r = start; r < end; r++) {
+        const int64_t n = r / H, h = r % H;
+        const uint16_t *grow = g + r * W * C;
+        for (int64_t ky = 0; ky < 3; ky++) {
+            const int64_t hi = h + ky - 1;
+            if (hi < 0 || hi >= H) continue;
+            const uint16_t *xrow = x + (n * H + hi) * W * C;
+            /* While ky = 0 works on rows already in cache, prefetch the rows the next output row
+               touches first (its g row and x row h + 2): one line each per column, hiding the DRAM
+               latency a single core cannot cover with demand loads alone. */
+            const uint16_t *pg = ky == 0 && r + 1 < end ? grow + W * C : NULL;
+            const uint16_t *px = ky == 0 && r + 1 < end && h + 2 < H ? x + (n * H + h + 2) * W * C : NULL;
+            for (int64_t c0 = 0; c0 < C; c0 += 32) {
+                /* the channel tail loads zeros past C: its accumulators stay zero */
+                const __mmask32 m = C - c0 >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (C - c0)) - 1u);
+                const uint16_t *gp = grow + c0, *xp = xrow + c0;
+                __m512 a0e = zero, a0o = zero, a1e = zero, a1o = zero, a2e = zero, a2o = zero;
+                __m512 xle = zero, xlo = zero, xce, xco, xre, xro, ge, go;
+                __m512i v = _mm512_maskz_loadu_epi16(m, xp);
+                SPLIT(v, xce, xco);
+                /* interior columns: x[w + 1] always exists, no bounds checks */
+                for (int64_t w = 0; w < W - 1; w++) {
+                    if (pg) _mm_prefetch((const char *)(pg + w * C + c0), _MM_HINT_T0);
+                    if (px) _mm_prefetch((const char *)(px + w * C + c0), _MM_HINT_T0);
+                    v = _mm512_maskz_loadu_epi16(m, xp + (w + 1) * C);
+                    SPLIT(v, xre, xro);
+                    v = _mm512_maskz_loadu_epi16(m, gp + w * C);
+                    SPLIT(v, ge, go);
+                    a0e = _mm512_fmadd_ps(ge, xle, a0e);
+                    a0o = _mm512_fmadd_ps(go, xlo, a0o);
+                    a1e = _mm512_fmadd_ps(ge, xce, a1e);
+                    a1o = _mm512_fmadd_ps(go, xco, a1o);
+                    a2e = _mm512_fmadd_ps(ge, xre, a2e);
+                    a2o = _mm512_fmadd_ps(go, xro, a2o);
+                    xle = xce; xlo = xco; xce = xre; xco = xro;
+                }
+                /* last column: its right neighbour is padding */
+                v = _mm512_maskz_loadu_epi16(m, gp + (W - 1) * C);
+                SPLIT(v, ge, go);
+                a0e = _mm512_fmadd_ps(ge, xle, a0e);
+                a0o = _mm512_fmadd_ps(go, xlo, a0o);
+                a1e = _mm512_fmadd_ps(ge, xce, a1e);
+                a1o = _mm512_fmadd_ps(go, xco, a1o);
+                float *b = buf + ky * 3 * Cp + c0;
+                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a0e));
+                _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a0o));
+                b += Cp;
+                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a1e));
+                _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a1o));
+                b += Cp;
+                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a2e));
+                _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a2o));
+            }
+        }
+    }
+}
+#endif
+
+static inline int64_t padded(int64_t C) { return (C + 31) / 32 * 32; }
+
+/* Plain C path on rows [start, end): partial[chunk] = this range's sums, laid out [9][Cp] with
+   Cp = C rounded up to 32 (the caller reads the first C of each tap's row). */
+void dw3x3_wgrad_portable(const void *x, const void *g, float *partial, int64_t H, int64_t W, int64_t C,
+                          int64_t chunk, int64_t start, int64_t end) {
+    const int64_t Cp = padded(C);
+    float *acc = partial + chunk * 9 * Cp;
+    memset(acc, 0, (size_t)(9 * Cp) * sizeof(float));
+    float *tmp = acc; /* the portable loop wants stride C: compute in place, then spread to stride Cp */
+    wgrad_portable((const uint16_t *)x, (const uint16_t *)g, tmp, H, W, C, start, end);
+    for (int64_t t = 8; t > 0; t--) /* backwards: tap t's row moves right, never over unread data */
+        memmove(acc + t * Cp, tmp + t * C, (size_t)C * sizeof(float));
+}
+
+/* The fastest path this build has, same contract as dw3x3_wgrad_portable. The partial buffer is the
+   only memory it writes: no allocation, so nothing can fail. */
+void dw3x3_wgrad(const void *x, const void *g, float *partial, int64_t H, int64_t W, int64_t C,
+                 int64_t chunk, int64_t start, int64_t end) {
+#ifdef DW3X3_AVX512
+    const int64_t Cp = padded(C);
+    float *buf = partial + chunk * 9 * Cp;
+    memset(buf, 0, (size_t)(9 * Cp) * sizeof(float));
+    wgrad_avx512((const uint16_t *)x, (const uint16_t *)g, buf, H, W, C, Cp, start, end);
+    for (int64_t t = 0; t < 9; t++)
+        for (int64_t c0 = 0; c0 < Cp; c0 += 32) { /* undo the (even, odd) order of each 32-channel block */
+            float tmp[32], *b = buf + t * Cp + c0;
+            memcpy(tmp, b, sizeof tmp);
+            for (int k = 0; k < 32; k++) b[k] = tmp[k % 2 ? 16 + k / 2 : k / 2];
+        }
+#else
+    dw3x3_wgrad_portable(x, g, partial, H, W, C, chunk, start, end);
+#endif
+}
+
+/* 512 when dw3x3_wgrad runs the AVX-512 path in this build, 0 for the plain C path. */
+int dw3x3_simd_bits(void) {
+#ifdef DW3X3_AVX512
+    return 512;
+#else
+    return 0;
+#endif
+}
