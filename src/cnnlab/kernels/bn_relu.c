@@ -311,3 +311,58 @@ void bn_relu_backward_dx(const uint16_t *x, const uint16_t *dy, uint16_t *dx, co
 #endif
     bwd_dx_portable(x, dy, dx, scale, shift, cx, c0, C, start, end);
 }
+
+/* ---------------------------------------------------------------- per-channel finishing ------- */
+/* These run once per call on C-long vectors; in C rather than torch ops because at the small late
+ * shapes (256 x 11 x 11) a dozen tiny torch ops cost as much as the passes over the tensor. */
+
+/* From the partial sums [chunks, C] of bn_relu_stats: stats = [scale, shift, mean, invstd] (4 x C
+ * floats) for y = relu(x * scale + shift), and the running statistics updated like torch's
+ * (running_var with the unbiased variance, factor rows / (rows - 1)). */
+void bn_relu_finish_stats(const double *sum, const double *sumsq, int64_t chunks, int64_t C,
+                          int64_t rows, const uint16_t *x, const float *weight, const float *bias,
+                          float *running_mean, float *running_var, double momentum, double eps,
+                          float *stats) {
+    float *scale = stats, *shift = stats + C, *mean_out = stats + 2 * C, *invstd_out = stats + 3 * C;
+    for (int64_t c = 0; c < C; c++) {
+        double s1 = 0.0, s2 = 0.0;
+        for (int64_t k = 0; k < chunks; k++) {
+            s1 += sum[k * C + c];
+            s2 += sumsq[k * C + c];
+        }
+        double m1 = s1 / (double)rows, m2 = s2 / (double)rows;
+        double mean = (double)bf16_to_f32(x[c]) + m1; /* the kernels' shift: the first row */
+        double var = m2 - m1 * m1;
+        if (var < 0.0) var = 0.0;
+        double invstd = 1.0 / sqrt(var + eps);
+        float sc = (float)((double)weight[c] * invstd);
+        scale[c] = sc;
+        shift[c] = (float)((double)bias[c] - mean * (double)sc);
+        mean_out[c] = (float)mean;
+        invstd_out[c] = (float)invstd;
+        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
+        running_var[c] = (float)((1.0 - momentum) * running_var[c] +
+                                 momentum * var * ((double)rows / (double)(rows - 1)));
+    }
+}
+
+/* From the partial sums of bn_relu_backward_stats: grads = [dweight, dbias, cx, c0] (4 x C floats),
+ * with dx = scale * g + cx * x + c0 the input gradient
+ * scale * (g - mean(g) - xhat * mean(g * xhat)), xhat = (x - mean) * invstd. */
+void bn_relu_finish_grads(const double *sum_g, const double *sum_gx, int64_t chunks, int64_t C,
+                          int64_t rows, const float *stats, float *grads) {
+    const float *scale = stats, *mean = stats + 2 * C, *invstd = stats + 3 * C;
+    for (int64_t c = 0; c < C; c++) {
+        double sg = 0.0, sgx = 0.0;
+        for (int64_t k = 0; k < chunks; k++) {
+            sg += sum_g[k * C + c];
+            sgx += sum_gx[k * C + c];
+        }
+        double dweight = sgx * (double)invstd[c];
+        double cx = -(double)scale[c] * (double)invstd[c] * dweight / (double)rows;
+        grads[c] = (float)dweight;
+        grads[C + c] = (float)sg;
+        grads[2 * C + c] = (float)cx;
+        grads[3 * C + c] = (float)(-(double)scale[c] * sg / (double)rows - cx * (double)mean[c]);
+    }
+}

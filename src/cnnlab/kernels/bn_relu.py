@@ -23,8 +23,9 @@ _P = ctypes.c_void_p
 _I = ctypes.c_int64
 _TAIL = [_I, _I, _I]  # chunk, start, end: the parallel_chunks convention
 
-# Channel counts (None: any) routed to the fused kernels; see attempt 19 of NOTES-speed.md.
-MIN_ELEMENTS = 0
+# Tensors below SMALL elements run on one thread (see _chunks): measured at batch 32, 256 x 11 x 11
+# (1M elements) is faster on one thread, 512 x 11 x 11 (2M) on two (attempt 19).
+SMALL = 1 << 20
 
 
 def library() -> ctypes.CDLL | None:
@@ -39,6 +40,10 @@ def library() -> ctypes.CDLL | None:
     lib.bn_relu_backward_dx.argtypes = [_P, _P, _P, _P, _P, _P, _P, _I, *_TAIL]
     for fn in (lib.bn_relu_stats, lib.bn_relu_forward, lib.bn_relu_backward_stats, lib.bn_relu_backward_dx):
         fn.restype = None
+    lib.bn_relu_finish_stats.argtypes = [_P, _P, _I, _I, _I, _P, _P, _P, _P, _P, ctypes.c_double,
+                                         ctypes.c_double, _P]
+    lib.bn_relu_finish_grads.argtypes = [_P, _P, _I, _I, _I, _P, _P]
+    lib.bn_relu_finish_stats.restype = lib.bn_relu_finish_grads.restype = None
     lib.bn_relu_set_portable.argtypes, lib.bn_relu_set_portable.restype = [ctypes.c_int], None
     lib.bn_relu_has_simd.argtypes, lib.bn_relu_has_simd.restype = [], ctypes.c_int
     lib._cnnlab_declared = True
@@ -65,10 +70,11 @@ def usable(x: torch.Tensor, bn: nn.Module, act: nn.Module) -> bool:
         type(bn) is nn.BatchNorm2d and type(act) is nn.ReLU and not act.inplace
         and bn.training and torch.is_grad_enabled()
         and bn.affine and bn.track_running_stats and isinstance(bn.momentum, float)
-        and bn.running_mean is not None and bn.weight.dtype == torch.float32
+        and bn.running_mean is not None and bn.running_mean.dtype == bn.running_var.dtype == torch.float32
+        and bn.weight.dtype == bn.bias.dtype == torch.float32
         and bn.weight.device.type == "cpu"
         and x.device.type == "cpu" and x.dtype == torch.bfloat16 and x.dim() == 4
-        and x.shape[1] == bn.num_features and x.numel() >= MIN_ELEMENTS
+        and x.shape[1] == bn.num_features
         and x.shape[0] * x.shape[2] * x.shape[3] > 1  # torch raises for one value per channel
         and x.is_contiguous(memory_format=torch.channels_last)
         and not torch.compiler.is_compiling()
@@ -77,12 +83,14 @@ def usable(x: torch.Tensor, bn: nn.Module, act: nn.Module) -> bool:
     )
 
 
-def _ptr(t: torch.Tensor) -> int:
-    return t.data_ptr()
+def _chunks(x: torch.Tensor, rows: int) -> int:
+    """Threads for a tensor: one below SMALL elements, where handing chunks to the pool costs more
+    than the pass itself (attempt 19)."""
+    return 1 if x.numel() < SMALL else kernels.chunk_count(rows)
 
 
 class _BnRelu(torch.autograd.Function):
-    """relu(batch_norm(x)) on bf16 NHWC rows; saves x and the per-channel scale, shift, mean, invstd."""
+    """relu(batch_norm(x)) on bf16 NHWC rows; saves x and the per-channel [scale, shift, mean, invstd]."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,  # noqa: ANN001
@@ -91,54 +99,42 @@ class _BnRelu(torch.autograd.Function):
         lib = library()
         n, c, h, w = x.shape
         rows = n * h * w
-        chunks = kernels.chunk_count(rows)
-        s1 = torch.empty(chunks, c, dtype=torch.float64)
-        s2 = torch.empty(chunks, c, dtype=torch.float64)
-        kernels.parallel_chunks(lib.bn_relu_stats, rows, _ptr(x), c, _ptr(s1), _ptr(s2), chunks=chunks)
-        with torch.no_grad():
-            shift0 = x[0, :, 0, 0].double()  # the kernels' per-channel shift: the first row
-            m1, m2 = s1.sum(0) / rows, s2.sum(0) / rows
-            mean = shift0 + m1
-            var = (m2 - m1 * m1).clamp_min(0.0)  # biased, for normalising
-            invstd = (var + eps).rsqrt()
-            scale = (weight.double() * invstd).float()
-            shift = (bias.double() - mean * scale.double()).float()
-            running_mean.mul_(1.0 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
-            unbiased = var * (rows / (rows - 1))
-            running_var.mul_(1.0 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+        chunks = _chunks(x, rows)
+        sums = torch.empty(2, chunks, c, dtype=torch.float64)
+        s1, s2 = sums[0].data_ptr(), sums[1].data_ptr()
+        kernels.parallel_chunks(lib.bn_relu_stats, rows, x.data_ptr(), c, s1, s2, chunks=chunks)
+        stats = torch.empty(4, c)
+        lib.bn_relu_finish_stats(s1, s2, chunks, c, rows, x.data_ptr(), weight.data_ptr(), bias.data_ptr(),
+                                 running_mean.data_ptr(), running_var.data_ptr(), momentum, eps,
+                                 stats.data_ptr())
         y = torch.empty_like(x, memory_format=torch.channels_last)
-        kernels.parallel_chunks(lib.bn_relu_forward, rows, _ptr(x), _ptr(y), _ptr(scale), _ptr(shift), c,
-                                chunks=chunks)
-        ctx.save_for_backward(x, weight, scale, shift, mean.float(), invstd)
+        kernels.parallel_chunks(lib.bn_relu_forward, rows, x.data_ptr(), y.data_ptr(), stats[0].data_ptr(),
+                                stats[1].data_ptr(), c, chunks=chunks)
+        ctx.save_for_backward(x, stats)
         return y
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):  # noqa: ANN001, ANN205
-        x, weight, scale, shift, mean, invstd = ctx.saved_tensors
+        x, stats = ctx.saved_tensors
         lib = library()
         n, c, h, w = x.shape
         rows = n * h * w
         dy = dy.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-        chunks = kernels.chunk_count(rows)
-        sg = torch.empty(chunks, c, dtype=torch.float64)
-        sgx = torch.empty(chunks, c, dtype=torch.float64)
-        kernels.parallel_chunks(lib.bn_relu_backward_stats, rows, _ptr(x), _ptr(dy), _ptr(scale),
-                                _ptr(shift), _ptr(mean), c, _ptr(sg), _ptr(sgx), chunks=chunks)
-        dbias = sg.sum(0)
-        dweight = sgx.sum(0) * invstd
+        chunks = _chunks(x, rows)
+        sums = torch.empty(2, chunks, c, dtype=torch.float64)
+        s1, s2 = sums[0].data_ptr(), sums[1].data_ptr()
+        scale, shift = stats[0].data_ptr(), stats[1].data_ptr()
+        kernels.parallel_chunks(lib.bn_relu_backward_stats, rows, x.data_ptr(), dy.data_ptr(), scale, shift,
+                                stats[2].data_ptr(), c, s1, s2, chunks=chunks)
+        grads = torch.empty(4, c)
+        lib.bn_relu_finish_grads(s1, s2, chunks, c, rows, stats.data_ptr(), grads.data_ptr())
         dx = None
         if ctx.needs_input_grad[0]:
-            # dx = scale * (g - mean(g) - xhat * mean(g * xhat)), xhat = (x - mean) * invstd, folded
-            # into dx = scale * g + cx * x + c0 so the kernel needs one more pass only.
-            sc = scale.double()
-            cx = -sc * invstd * dweight / rows
-            c0 = -sc * dbias / rows - cx * mean.double()
-            cx, c0 = cx.float(), c0.float()
             dx = torch.empty_like(x, memory_format=torch.channels_last)
-            kernels.parallel_chunks(lib.bn_relu_backward_dx, rows, _ptr(x), _ptr(dy), _ptr(dx), _ptr(scale),
-                                    _ptr(shift), _ptr(cx), _ptr(c0), c, chunks=chunks)
-        dw = dweight.to(weight.dtype) if ctx.needs_input_grad[1] else None
-        db = dbias.to(weight.dtype) if ctx.needs_input_grad[2] else None
+            kernels.parallel_chunks(lib.bn_relu_backward_dx, rows, x.data_ptr(), dy.data_ptr(), dx.data_ptr(),
+                                    scale, shift, grads[2].data_ptr(), grads[3].data_ptr(), c, chunks=chunks)
+        dw = grads[0] if ctx.needs_input_grad[1] else None
+        db = grads[1] if ctx.needs_input_grad[2] else None
         return dx, dw, db, None, None, None, None
 
 
