@@ -45,7 +45,11 @@ def _pair(channels: int, momentum: float) -> tuple[nn.BatchNorm2d, nn.BatchNorm2
 
 @needs_lib
 @pytest.mark.parametrize("shape", [(4, 37, 5, 7), (2, 16, 1, 1), (3, 32, 9, 9), (2, 3, 40, 41)])
-def test_fused_matches_batchnorm_then_relu_under_autocast(path, shape) -> None:
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_fused_matches_batchnorm_then_relu_under_autocast(path, shape, chunks, monkeypatch) -> None:
+    # 3 chunks: partial sums from several threads (small tensors otherwise run as one chunk)
+    monkeypatch.setattr(bn_relu, "SMALL", 0 if chunks > 1 else 1 << 30)
+    monkeypatch.setattr(kernels, "chunk_count", lambda total: min(chunks, total))
     torch.manual_seed(sum(shape))
     bn, ref = _pair(shape[1], momentum=0.3)
     for step in range(2):  # twice: the running statistics' momentum update compounds
