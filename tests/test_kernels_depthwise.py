@@ -14,15 +14,16 @@ from cnnlab import kernels
 from cnnlab.kernels import depthwise
 from cnnlab.layers import SeparableConv
 
-needs_kernel = pytest.mark.skipif(depthwise.simd_bits() is None, reason="dw3x3 kernel not built here")
+needs_kernel = pytest.mark.skipif(not depthwise.paths(), reason="dw3x3 kernel not built here")
 
 # (N, C, H, W): C not a multiple of 16 or 32, H or W of 1 and 2, batch 1, a single channel
 SHAPES = [(2, 32, 7, 9), (1, 19, 1, 1), (1, 40, 2, 2), (3, 64, 5, 1), (2, 48, 1, 6), (1, 100, 4, 3),
-          (1, 1, 3, 2), (2, 16, 6, 5)]
+          (1, 1, 3, 2), (2, 16, 6, 5), (1, 33, 2, 8), (1, 8, 3, 3)]  # odd and even W, 1 to 9
 
 
 @pytest.fixture(autouse=True)
-def _fresh_load():
+def _fresh_load(monkeypatch):
+    monkeypatch.setattr(depthwise, "MIN_IMAGE_ELEMENTS", 0)  # tiny test images take the kernel too
     kernels.load.cache_clear()
     yield
     kernels.load.cache_clear()
@@ -49,12 +50,12 @@ def _close(out: torch.Tensor, ref: torch.Tensor, rel: float) -> None:
 
 @needs_kernel
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("path", ["simd", "portable"])
+@pytest.mark.parametrize("path", [*depthwise.PATHS, None])
 def test_kernel_weight_gradient_matches_aten(shape, path) -> None:
-    if path == "simd" and depthwise.simd_bits() != 512:
-        pytest.skip("no AVX-512 on this CPU: dw3x3_wgrad is the portable path")
+    if path is not None and path not in depthwise.paths():
+        pytest.skip(f"this CPU has no {path} path")
     x, g = _pair(shape)
-    out = depthwise.depthwise3x3_weight_grad(x, g, portable=path == "portable")
+    out = depthwise.depthwise3x3_weight_grad(x, g, path=path)
     _close(out, _reference(x, g), 1e-5)  # both accumulate the exact bf16 products in fp32
 
 
@@ -81,7 +82,7 @@ def test_build_without_avx512_runs_the_portable_path(tmp_path) -> None:
     subprocess.run([kernels._compiler(), *flags, "-o", str(target), str(kernels._SOURCES / "dw3x3.c")],
                    check=True, timeout=120)
     lib = depthwise._library(ctypes.CDLL(str(target)))
-    assert lib.dw3x3_simd_bits() == 0
+    assert depthwise.paths(lib) == ["portable"]
     x, g = _pair((2, 37, 4, 3), seed=2)
     partial = torch.empty(1, 9, 64)
     lib.dw3x3_wgrad(x.data_ptr(), g.data_ptr(), partial.data_ptr(), 4, 3, 37, 0, 0, 2 * 4)
@@ -152,6 +153,9 @@ def test_routing_keeps_the_stock_path_outside_bf16_training(monkeypatch) -> None
     run(SeparableConv(16, 8, kernel_size=5).train(), x)
     run(SeparableConv(16, 8, dilation=2).train(), x)
     run(SeparableConv(16, 8, depth_multiplier=2).train(), x)
+    monkeypatch.setattr(depthwise, "MIN_IMAGE_ELEMENTS", 16 * 6 * 6 + 1)  # small images: oneDNN wins
+    run(conv, x)
+    monkeypatch.setattr(depthwise, "MIN_IMAGE_ELEMENTS", 0)
     handle = conv.depthwise.register_forward_hook(lambda *_: None)  # explain's recorders rely on hooks
     run(conv, x)
     handle.remove()

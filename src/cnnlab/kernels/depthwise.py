@@ -19,21 +19,30 @@ import torch.nn.functional as F
 
 from cnnlab import kernels
 
-# Channel counts routed to oneDNN because the kernel measured slower there (attempt 18); empty when
-# the kernel won at every measured shape.
-ONEDNN_CHANNELS: frozenset[int] = frozenset()
+# Images smaller than this (C * H * W elements) stay on oneDNN: attempt 18 measured the kernel slower
+# at 128x22x22, 256x11x11 and 512x11x11 (31k-62k elements: the ~0.07 ms of Python and thread-pool
+# overhead per call is not won back, and oneDNN is near its floor there) and faster at every shape
+# from 124k elements (64x44x44, 256x22x22) up.
+MIN_IMAGE_ELEMENTS = 100_000
 
 _ARGTYPES = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
              ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
 
 
+# entry points by path name, and the bit of dw3x3_paths() that says a build has it
+PATHS = {"portable": ("dw3x3_wgrad_portable", 0), "avx512": ("dw3x3_wgrad_avx512", 1),
+         "avx512bf16": ("dw3x3_wgrad_avx512bf16", 2)}
+
+
 @functools.cache
 def _library(lib: ctypes.CDLL) -> ctypes.CDLL:
     """Declare the C signatures once per loaded library (ctypes would otherwise pass ints as C int)."""
-    for name in ("dw3x3_wgrad", "dw3x3_wgrad_portable"):
-        fn = getattr(lib, name)
-        fn.argtypes, fn.restype = _ARGTYPES, None
-    lib.dw3x3_simd_bits.argtypes, lib.dw3x3_simd_bits.restype = [], ctypes.c_int
+    lib.dw3x3_paths.argtypes, lib.dw3x3_paths.restype = [], ctypes.c_int
+    for name, (symbol, bit) in PATHS.items():
+        if name == "portable" or lib.dw3x3_paths() & bit:
+            fn = getattr(lib, symbol)
+            fn.argtypes, fn.restype = _ARGTYPES, None
+    lib.dw3x3_wgrad.argtypes, lib.dw3x3_wgrad.restype = _ARGTYPES, None
     return lib
 
 
@@ -42,11 +51,14 @@ def _kernel_library() -> ctypes.CDLL | None:
     return None if lib is None else _library(lib)
 
 
-def simd_bits() -> int | None:
-    """512 when the kernel runs its AVX-512 path on this machine, 0 for the plain C path, None when
-    the kernels are off or could not be built."""
-    lib = _kernel_library()
-    return None if lib is None else int(lib.dw3x3_simd_bits())
+def paths(lib: ctypes.CDLL | None = None) -> list[str]:
+    """The kernel paths compiled for this CPU ("portable", "avx512", "avx512bf16"), fastest last;
+    empty when the kernels are off or could not be built."""
+    lib = _kernel_library() if lib is None else lib
+    if lib is None:
+        return []
+    bits = int(lib.dw3x3_paths())
+    return [name for name, (_, bit) in PATHS.items() if name == "portable" or bits & bit]
 
 
 def _channels_last_bf16(t: torch.Tensor) -> bool:
@@ -54,12 +66,12 @@ def _channels_last_bf16(t: torch.Tensor) -> bool:
             and t.is_contiguous(memory_format=torch.channels_last))
 
 
-def depthwise3x3_weight_grad(x: torch.Tensor, g: torch.Tensor, *, portable: bool = False) -> torch.Tensor | None:
+def depthwise3x3_weight_grad(x: torch.Tensor, g: torch.Tensor, *, path: str | None = None) -> torch.Tensor | None:
     """fp32 (C, 1, 3, 3) weight gradient of a depthwise 3x3 conv (stride 1, padding 1) with input ``x``
     and output gradient ``g``, both bf16 channels_last (N, C, H, W) of one shape; None when the kernel
     is unavailable or the tensors do not fit it (the caller then uses PyTorch's path).
 
-    ``portable=True`` runs the plain C path even where AVX-512 is available (for tests).
+    ``path`` forces one of ``paths()`` (for tests); default the fastest this CPU has.
     """
     lib = _kernel_library()
     if lib is None or x.shape != g.shape or not (_channels_last_bf16(x) and _channels_last_bf16(g)):
@@ -71,7 +83,7 @@ def depthwise3x3_weight_grad(x: torch.Tensor, g: torch.Tensor, *, portable: bool
     chunks = kernels.chunk_count(rows)
     padded = (c + 31) // 32 * 32  # the kernel works on 32-channel blocks: see dw3x3.c
     partial = torch.empty(chunks, 9, padded, dtype=torch.float32)
-    fn = lib.dw3x3_wgrad_portable if portable else lib.dw3x3_wgrad
+    fn = lib.dw3x3_wgrad if path is None else getattr(lib, PATHS[path][0])
     kernels.parallel_chunks(fn, rows, x.data_ptr(), g.data_ptr(), partial.data_ptr(), h, w, c, chunks=chunks)
     total = partial[0] if chunks == 1 else partial.sum(0)
     return total[:, :c].t().reshape(c, 1, 3, 3).contiguous()
@@ -126,11 +138,11 @@ def _has_hooks(module: torch.nn.Module) -> bool:
 def use_kernel(conv: torch.nn.Module, x: torch.Tensor) -> bool:
     """True when the depthwise ``conv`` applied to ``x`` should run through ``depthwise_conv3x3``:
     training with gradients, bf16 channels_last CPU input, a hook-free 3x3 / stride 1 / padding 1 /
-    dilation 1 depthwise nn.Conv2d without bias, a channel count the kernel wins at, not under
+    dilation 1 depthwise nn.Conv2d without bias, an image size the kernel wins at, not under
     torch.compile, and the kernel built. Everything else keeps PyTorch's path."""
     if not (conv.training and torch.is_grad_enabled() and isinstance(conv, torch.nn.Conv2d)):
         return False
-    if not _channels_last_bf16(x) or x.shape[1] in ONEDNN_CHANNELS:
+    if not _channels_last_bf16(x) or x.shape[1] * x.shape[2] * x.shape[3] < MIN_IMAGE_ELEMENTS:
         return False
     c = x.shape[1]
     if not (conv.in_channels == conv.out_channels == conv.groups == c and conv.bias is None

@@ -12,8 +12,9 @@
    once per input row it touches (3 times, from L1/L2: one row of x or g is W * C * 2 bytes, 11 KB at
    every mini_xception shape), and the taps' accumulators live in registers for a whole row.
 
-   Two paths: AVX-512 (needs AVX512F + AVX512BW, chosen at compile time by -march=native) and plain C
-   for every other CPU. dw3x3_wgrad_portable always runs the plain C path, so tests can check both. */
+   Three paths, chosen at compile time by -march=native: AVX512_BF16 dot products (Zen 4, Sapphire
+   Rapids), AVX-512 FMAs (needs AVX512F + AVX512BW) and plain C for every other CPU. Each compiled path
+   has its own entry point besides dw3x3_wgrad (the fastest), so tests can check every one. */
 
 #include <stdint.h>
 #include <string.h>
@@ -92,8 +93,8 @@ static void wgrad_avx512(const uint16_t *restrict x, const uint16_t *restrict g,
                 SPLIT(v, xce, xco);
                 /* interior columns: x[w + 1] always exists, no bounds checks */
                 for (int64_t w = 0; w < W - 1; w++) {
-                    if (pg) _mm_prefetch((const char *)(pg + w * C + c0), _MM_HINT_T0);
-                    if (px) _mm_prefetch((const char *)(px + w * C + c0), _MM_HINT_T0);
+                    if (pg) _mm_prefetch((const char *)(pg + w * C + c0), _MM_HINT_T1);
+                    if (px) _mm_prefetch((const char *)(px + w * C + c0), _MM_HINT_T1);
                     v = _mm512_maskz_loadu_epi16(m, xp + (w + 1) * C);
                     SPLIT(v, xre, xro);
                     v = _mm512_maskz_loadu_epi16(m, gp + w * C);
@@ -128,6 +129,88 @@ static void wgrad_avx512(const uint16_t *restrict x, const uint16_t *restrict g,
 }
 #endif
 
+#if defined(DW3X3_AVX512) && defined(__AVX512BF16__)
+#define DW3X3_AVX512BF16 1
+/* AVX512_BF16: one vdpbf16ps multiplies 32 bf16 pairs and adds each pair's two products into one
+   fp32 lane, half the instructions of the FMA path. The pair is the same channel at two adjacent
+   columns (w, w + 1), built with vpunpck{l,h}wd, so per two columns and 32 channels the three kx taps
+   cost 6 shuffles and 6 dot products instead of 8 integer ops and 12 FMAs. Lane order: unpacklo holds
+   channels 8L..8L+3 of each 128-bit lane L, unpackhi 8L+4..8L+7; the caller undoes it per block. */
+#define DP(acc, a, b) acc = _mm512_dpbf16_ps(acc, (__m512bh)(a), (__m512bh)(b))
+
+static void wgrad_avx512bf16(const uint16_t *restrict x, const uint16_t *restrict g, float *restrict buf,
+                             int64_t H, int64_t W, int64_t C, int64_t Cp, int64_t start, int64_t end) {
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i zi = _mm512_setzero_si512();
+    for (int64_t r = start; r < end; r++) {
+        const int64_t n = r / H, h = r % H;
+        const uint16_t *grow = g + r * W * C;
+        for (int64_t ky = 0; ky < 3; ky++) {
+            const int64_t hi = h + ky - 1;
+            if (hi < 0 || hi >= H) continue;
+            const uint16_t *xrow = x + (n * H + hi) * W * C;
+            /* see wgrad_avx512: prefetch the next output row's first-touch rows during ky = 0 */
+            const uint16_t *pg = ky == 0 && r + 1 < end ? grow + W * C : NULL;
+            const uint16_t *px = ky == 0 && r + 1 < end && h + 2 < H ? x + (n * H + h + 2) * W * C : NULL;
+            for (int64_t c0 = 0; c0 < C; c0 += 32) {
+                const __mmask32 m = C - c0 >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (C - c0)) - 1u);
+                const uint16_t *gp = grow + c0, *xp = xrow + c0;
+                __m512 a0l = zero, a0h = zero, a1l = zero, a1h = zero, a2l = zero, a2h = zero;
+                /* state at column w: xc = x[w]; (pl, ph) = pairs (x[w - 1], x[w]), zero-padded at w = 0 */
+                __m512i xc = _mm512_maskz_loadu_epi16(m, xp);
+                __m512i pl = _mm512_unpacklo_epi16(zi, xc), ph = _mm512_unpackhi_epi16(zi, xc);
+                int64_t w = 0;
+                /* interior pairs of columns: x[w + 2] exists, no bounds checks */
+                for (; w + 2 < W; w += 2) {
+                    if (pg) {
+                        _mm_prefetch((const char *)(pg + w * C + c0), _MM_HINT_T1);
+                        _mm_prefetch((const char *)(pg + (w + 1) * C + c0), _MM_HINT_T1);
+                    }
+                    if (px) {
+                        _mm_prefetch((const char *)(px + w * C + c0), _MM_HINT_T1);
+                        _mm_prefetch((const char *)(px + (w + 1) * C + c0), _MM_HINT_T1);
+                    }
+                    const __m512i x1 = _mm512_maskz_loadu_epi16(m, xp + (w + 1) * C);
+                    const __m512i x2 = _mm512_maskz_loadu_epi16(m, xp + (w + 2) * C);
+                    const __m512i g0 = _mm512_maskz_loadu_epi16(m, gp + w * C);
+                    const __m512i g1 = _mm512_maskz_loadu_epi16(m, gp + (w + 1) * C);
+                    const __m512i gl = _mm512_unpacklo_epi16(g0, g1), gh = _mm512_unpackhi_epi16(g0, g1);
+                    const __m512i ql = _mm512_unpacklo_epi16(xc, x1), qh = _mm512_unpackhi_epi16(xc, x1);
+                    const __m512i sl = _mm512_unpacklo_epi16(x1, x2), sh = _mm512_unpackhi_epi16(x1, x2);
+                    DP(a0l, gl, pl); DP(a0h, gh, ph);  /* g[w] x[w-1] + g[w+1] x[w]   */
+                    DP(a1l, gl, ql); DP(a1h, gh, qh);  /* g[w] x[w]   + g[w+1] x[w+1] */
+                    DP(a2l, gl, sl); DP(a2h, gh, sh);  /* g[w] x[w+1] + g[w+1] x[w+2] */
+                    pl = sl; ph = sh; xc = x2;
+                }
+                /* the last one or two columns: loads past the row's end read zeros (mask 0) */
+                {
+                    const __mmask32 m1 = w + 1 < W ? m : 0, m2 = w + 2 < W ? m : 0;
+                    const __m512i x1 = _mm512_maskz_loadu_epi16(m1, xp + (w + 1) * C);
+                    const __m512i x2 = _mm512_maskz_loadu_epi16(m2, xp + (w + 2) * C);
+                    const __m512i g0 = _mm512_maskz_loadu_epi16(m, gp + w * C);
+                    const __m512i g1 = _mm512_maskz_loadu_epi16(m1, gp + (w + 1) * C);
+                    const __m512i gl = _mm512_unpacklo_epi16(g0, g1), gh = _mm512_unpackhi_epi16(g0, g1);
+                    const __m512i ql = _mm512_unpacklo_epi16(xc, x1), qh = _mm512_unpackhi_epi16(xc, x1);
+                    const __m512i sl = _mm512_unpacklo_epi16(x1, x2), sh = _mm512_unpackhi_epi16(x1, x2);
+                    DP(a0l, gl, pl); DP(a0h, gh, ph);
+                    DP(a1l, gl, ql); DP(a1h, gh, qh);
+                    DP(a2l, gl, sl); DP(a2h, gh, sh);
+                }
+                float *b = buf + ky * 3 * Cp + c0;
+                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a0l));
+                _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a0h));
+                b += Cp;
+                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a1l));
+                _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a1h));
+                b += Cp;
+                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a2l));
+                _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a2h));
+            }
+        }
+    }
+}
+#endif
+
 static inline int64_t padded(int64_t C) { return (C + 31) / 32 * 32; }
 
 /* Plain C path on rows [start, end): partial[chunk] = this range's sums, laid out [9][Cp] with
@@ -143,31 +226,66 @@ void dw3x3_wgrad_portable(const void *x, const void *g, float *partial, int64_t 
         memmove(acc + t * Cp, tmp + t * C, (size_t)C * sizeof(float));
 }
 
-/* The fastest path this build has, same contract as dw3x3_wgrad_portable. The partial buffer is the
-   only memory it writes: no allocation, so nothing can fail. */
-void dw3x3_wgrad(const void *x, const void *g, float *partial, int64_t H, int64_t W, int64_t C,
-                 int64_t chunk, int64_t start, int64_t end) {
 #ifdef DW3X3_AVX512
+/* Position of channel k (0..31) of a block in the accumulators' order: (even, odd) for the FMA path,
+   (unpacklo, unpackhi) lanes for the BF16 path. */
+static inline int pos_fma(int k) { return k % 2 ? 16 + k / 2 : k / 2; }
+static inline int pos_bf16(int k) { return (k % 8 < 4 ? 0 : 16) + 4 * (k / 8) + k % 4; }
+
+static void unpermute(float *buf, int64_t Cp, int (*pos)(int)) {
+    for (int64_t t = 0; t < 9; t++)
+        for (int64_t c0 = 0; c0 < Cp; c0 += 32) {
+            float tmp[32], *b = buf + t * Cp + c0;
+            memcpy(tmp, b, sizeof tmp);
+            for (int k = 0; k < 32; k++) b[k] = tmp[pos(k)];
+        }
+}
+
+/* The AVX-512 FMA path (any AVX512F + AVX512BW CPU), same contract as dw3x3_wgrad_portable. */
+void dw3x3_wgrad_avx512(const void *x, const void *g, float *partial, int64_t H, int64_t W, int64_t C,
+                        int64_t chunk, int64_t start, int64_t end) {
     const int64_t Cp = padded(C);
     float *buf = partial + chunk * 9 * Cp;
     memset(buf, 0, (size_t)(9 * Cp) * sizeof(float));
     wgrad_avx512((const uint16_t *)x, (const uint16_t *)g, buf, H, W, C, Cp, start, end);
-    for (int64_t t = 0; t < 9; t++)
-        for (int64_t c0 = 0; c0 < Cp; c0 += 32) { /* undo the (even, odd) order of each 32-channel block */
-            float tmp[32], *b = buf + t * Cp + c0;
-            memcpy(tmp, b, sizeof tmp);
-            for (int k = 0; k < 32; k++) b[k] = tmp[k % 2 ? 16 + k / 2 : k / 2];
-        }
+    unpermute(buf, Cp, pos_fma);
+}
+#endif
+
+#ifdef DW3X3_AVX512BF16
+/* The AVX512_BF16 dot-product path, same contract as dw3x3_wgrad_portable. */
+void dw3x3_wgrad_avx512bf16(const void *x, const void *g, float *partial, int64_t H, int64_t W, int64_t C,
+                            int64_t chunk, int64_t start, int64_t end) {
+    const int64_t Cp = padded(C);
+    float *buf = partial + chunk * 9 * Cp;
+    memset(buf, 0, (size_t)(9 * Cp) * sizeof(float));
+    wgrad_avx512bf16((const uint16_t *)x, (const uint16_t *)g, buf, H, W, C, Cp, start, end);
+    unpermute(buf, Cp, pos_bf16);
+}
+#endif
+
+/* The fastest path this build has. The partial buffer is the only memory any path writes: no
+   allocation, so nothing can fail. */
+void dw3x3_wgrad(const void *x, const void *g, float *partial, int64_t H, int64_t W, int64_t C,
+                 int64_t chunk, int64_t start, int64_t end) {
+#if defined(DW3X3_AVX512BF16)
+    dw3x3_wgrad_avx512bf16(x, g, partial, H, W, C, chunk, start, end);
+#elif defined(DW3X3_AVX512)
+    dw3x3_wgrad_avx512(x, g, partial, H, W, C, chunk, start, end);
 #else
     dw3x3_wgrad_portable(x, g, partial, H, W, C, chunk, start, end);
 #endif
 }
 
-/* 512 when dw3x3_wgrad runs the AVX-512 path in this build, 0 for the plain C path. */
-int dw3x3_simd_bits(void) {
+/* Which paths this build has: bit 0 the AVX-512 FMA path (dw3x3_wgrad_avx512), bit 1 the AVX512_BF16
+   path (dw3x3_wgrad_avx512bf16); 0 means dw3x3_wgrad is the plain C path. */
+int dw3x3_paths(void) {
+    int paths = 0;
 #ifdef DW3X3_AVX512
-    return 512;
-#else
-    return 0;
+    paths |= 1;
 #endif
+#ifdef DW3X3_AVX512BF16
+    paths |= 2;
+#endif
+    return paths;
 }
