@@ -16,6 +16,7 @@ import ctypes
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from cnnlab import kernels
 
@@ -72,6 +73,7 @@ def usable(x: torch.Tensor, bn: nn.Module, act: nn.Module) -> bool:
         and bn.affine and bn.track_running_stats and isinstance(bn.momentum, float)
         and bn.running_mean is not None and bn.running_mean.dtype == bn.running_var.dtype == torch.float32
         and bn.weight.dtype == bn.bias.dtype == torch.float32
+        and all(t.is_contiguous() for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var))  # raw pointers
         and bn.weight.device.type == "cpu"
         and x.device.type == "cpu" and x.dtype == torch.bfloat16 and x.dim() == 4
         and x.shape[1] == bn.num_features
@@ -114,6 +116,7 @@ class _BnRelu(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # the kernels' backward is not itself differentiable: double backward raises
     def backward(ctx, dy: torch.Tensor):  # noqa: ANN001, ANN205
         x, stats = ctx.saved_tensors
         lib = library()
