@@ -85,7 +85,11 @@ def test_build_without_avx512_runs_the_portable_path(tmp_path) -> None:
     assert depthwise.paths(lib) == ["portable"]
     x, g = _pair((2, 37, 4, 3), seed=2)
     partial = torch.empty(1, 9, 64)
-    lib.dw3x3_wgrad(x.data_ptr(), g.data_ptr(), partial.data_ptr(), 4, 3, 37, 0, 0, 2 * 4)
+    counter = torch.zeros(1, dtype=torch.int64)
+    lib.dw3x3_wgrad(x.data_ptr(), g.data_ptr(), partial.data_ptr(), 4, 3, 37, counter.data_ptr(), 2 * 4, 0, 0, 0)
+    _close(partial[0, :, :37].t().reshape(37, 1, 3, 3), _reference(x, g), 1e-5)
+    partial.fill_(float("nan"))
+    lib.dw3x3_wgrad_portable(x.data_ptr(), g.data_ptr(), partial.data_ptr(), 4, 3, 37, 0, 0, 2 * 4)
     _close(partial[0, :, :37].t().reshape(37, 1, 3, 3), _reference(x, g), 1e-5)
 
 

@@ -42,7 +42,9 @@ def _library(lib: ctypes.CDLL) -> ctypes.CDLL:
         if name == "portable" or lib.dw3x3_paths() & bit:
             fn = getattr(lib, symbol)
             fn.argtypes, fn.restype = _ARGTYPES, None
-    lib.dw3x3_wgrad.argtypes, lib.dw3x3_wgrad.restype = _ARGTYPES, None
+    # the dynamic entry point: a shared row counter and the row count before (chunk, start, end)
+    lib.dw3x3_wgrad.argtypes = [*_ARGTYPES[:6], ctypes.c_void_p, ctypes.c_int64, *_ARGTYPES[6:]]
+    lib.dw3x3_wgrad.restype = None
     return lib
 
 
@@ -83,8 +85,12 @@ def depthwise3x3_weight_grad(x: torch.Tensor, g: torch.Tensor, *, path: str | No
     chunks = kernels.chunk_count(rows)
     padded = (c + 31) // 32 * 32  # the kernel works on 32-channel blocks: see dw3x3.c
     partial = torch.empty(chunks, 9, padded, dtype=torch.float32)
-    fn = lib.dw3x3_wgrad if path is None else getattr(lib, PATHS[path][0])
-    kernels.parallel_chunks(fn, rows, x.data_ptr(), g.data_ptr(), partial.data_ptr(), h, w, c, chunks=chunks)
+    args = (x.data_ptr(), g.data_ptr(), partial.data_ptr(), h, w, c)
+    if path is None:
+        counter = torch.zeros(1, dtype=torch.int64)  # rows claimed so far, shared by the threads
+        kernels.parallel_chunks(lib.dw3x3_wgrad, rows, *args, counter.data_ptr(), rows, chunks=chunks)
+    else:
+        kernels.parallel_chunks(getattr(lib, PATHS[path][0]), rows, *args, chunks=chunks)
     total = partial[0] if chunks == 1 else partial.sum(0)
     return total[:, :c].t().reshape(c, 1, 3, 3).contiguous()
 

@@ -264,16 +264,39 @@ void dw3x3_wgrad_avx512bf16(const void *x, const void *g, float *partial, int64_
 }
 #endif
 
-/* The fastest path this build has. The partial buffer is the only memory any path writes: no
-   allocation, so nothing can fail. */
+/* The fastest path this build has, with rows claimed dynamically: each call takes blocks of CLAIM
+   rows from the shared counter *next (zero before the first call) until all `total` rows are taken,
+   and ignores start and end. Why dynamic: right after a oneDNN op, torch's OpenMP worker keeps
+   spinning on a core for a few ms (libgomp's default wait policy), so a static split makes the
+   thread that shares its core the straggler; claiming lets the other threads take over its rows.
+   partial[chunk] gets the sums of the rows this call claimed. Writes nothing else: cannot fail. */
+#define CLAIM 4
 void dw3x3_wgrad(const void *x, const void *g, float *partial, int64_t H, int64_t W, int64_t C,
-                 int64_t chunk, int64_t start, int64_t end) {
+                 int64_t *next, int64_t total, int64_t chunk, int64_t start, int64_t end) {
+    (void)start;
+    (void)end;
+    const int64_t Cp = padded(C);
+    float *buf = partial + chunk * 9 * Cp;
+    memset(buf, 0, (size_t)(9 * Cp) * sizeof(float));
+    for (;;) {
+        const int64_t r0 = __atomic_fetch_add(next, CLAIM, __ATOMIC_RELAXED);
+        if (r0 >= total) break;
+        const int64_t r1 = r0 + CLAIM < total ? r0 + CLAIM : total;
 #if defined(DW3X3_AVX512BF16)
-    dw3x3_wgrad_avx512bf16(x, g, partial, H, W, C, chunk, start, end);
+        wgrad_avx512bf16((const uint16_t *)x, (const uint16_t *)g, buf, H, W, C, Cp, r0, r1);
 #elif defined(DW3X3_AVX512)
-    dw3x3_wgrad_avx512(x, g, partial, H, W, C, chunk, start, end);
+        wgrad_avx512((const uint16_t *)x, (const uint16_t *)g, buf, H, W, C, Cp, r0, r1);
 #else
-    dw3x3_wgrad_portable(x, g, partial, H, W, C, chunk, start, end);
+        wgrad_portable((const uint16_t *)x, (const uint16_t *)g, buf, H, W, C, r0, r1); /* stride C */
+#endif
+    }
+#if defined(DW3X3_AVX512BF16)
+    unpermute(buf, Cp, pos_bf16);
+#elif defined(DW3X3_AVX512)
+    unpermute(buf, Cp, pos_fma);
+#else
+    for (int64_t t = 8; t > 0; t--) /* spread stride C to stride Cp, as dw3x3_wgrad_portable does */
+        memmove(buf + t * Cp, buf + t * C, (size_t)C * sizeof(float));
 #endif
 }
 
