@@ -23,7 +23,7 @@ SHAPES = [(2, 32, 7, 9), (1, 19, 1, 1), (1, 40, 2, 2), (3, 64, 5, 1), (2, 48, 1,
 
 @pytest.fixture(autouse=True)
 def _fresh_load(monkeypatch):
-    monkeypatch.setattr(depthwise, "MIN_IMAGE_ELEMENTS", 0)  # tiny test images take the kernel too
+    monkeypatch.setattr(depthwise, "MIN_PIXELS", 0)  # tiny test images take the kernel too
     kernels.load.cache_clear()
     yield
     kernels.load.cache_clear()
@@ -157,9 +157,9 @@ def test_routing_keeps_the_stock_path_outside_bf16_training(monkeypatch) -> None
     run(SeparableConv(16, 8, kernel_size=5).train(), x)
     run(SeparableConv(16, 8, dilation=2).train(), x)
     run(SeparableConv(16, 8, depth_multiplier=2).train(), x)
-    monkeypatch.setattr(depthwise, "MIN_IMAGE_ELEMENTS", 16 * 6 * 6 + 1)  # small images: oneDNN wins
+    monkeypatch.setattr(depthwise, "MIN_PIXELS", 6 * 6 + 1)  # small images: oneDNN wins
     run(conv, x)
-    monkeypatch.setattr(depthwise, "MIN_IMAGE_ELEMENTS", 0)
+    monkeypatch.setattr(depthwise, "MIN_PIXELS", 0)
     handle = conv.depthwise.register_forward_hook(lambda *_: None)  # explain's recorders rely on hooks
     run(conv, x)
     handle.remove()

@@ -19,11 +19,12 @@ import torch.nn.functional as F
 
 from cnnlab import kernels
 
-# Images smaller than this (C * H * W elements) stay on oneDNN: attempt 18 measured the kernel slower
-# at 128x22x22, 256x11x11 and 512x11x11 (31k-62k elements: the ~0.07 ms of Python and thread-pool
-# overhead per call is not won back, and oneDNN is near its floor there) and faster at every shape
-# from 124k elements (64x44x44, 256x22x22) up.
-MIN_IMAGE_ELEMENTS = 100_000
+# Images with fewer pixels (H * W) than this stay on oneDNN. Attempt 18 (benchmarks/NOTES-speed.md)
+# measured the kernel faster at every mini_xception shape from 44x44 up (1.1-2.9x over repeated
+# runs) and slower or even at 22x22 and 11x11 (0.7-1.0x with libgomp's default wait policy at
+# 128x22x22, 256x11x11, 512x11x11; 256x22x22 varied 0.9-2.4x): short rows leave the per-row work
+# and the ~0.07 ms of Python and thread-pool overhead per call too little to amortise over.
+MIN_PIXELS = 32 * 32
 
 _ARGTYPES = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
              ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
@@ -148,7 +149,7 @@ def use_kernel(conv: torch.nn.Module, x: torch.Tensor) -> bool:
     torch.compile, and the kernel built. Everything else keeps PyTorch's path."""
     if not (conv.training and torch.is_grad_enabled() and isinstance(conv, torch.nn.Conv2d)):
         return False
-    if not _channels_last_bf16(x) or x.shape[1] * x.shape[2] * x.shape[3] < MIN_IMAGE_ELEMENTS:
+    if not _channels_last_bf16(x) or x.shape[2] * x.shape[3] < MIN_PIXELS:
         return False
     c = x.shape[1]
     if not (conv.in_channels == conv.out_channels == conv.groups == c and conv.bias is None
