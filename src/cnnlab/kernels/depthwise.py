@@ -16,6 +16,7 @@ import functools
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from cnnlab import kernels
 
@@ -107,6 +108,7 @@ class _DepthwiseConv3x3(torch.autograd.Function):
         return F.conv2d(x, w, padding=1, groups=x.shape[1])
 
     @staticmethod
+    @once_differentiable  # the kernel's gradient has no graph: double backward must raise, not be silently wrong
     def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
         x, w = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
