@@ -14,9 +14,9 @@ Keras and TensorFlow are NOT cnnlab dependencies: install them in a separate env
 On a busy machine, `--threads 1 --cpu-time` compares the work per image instead (CPU seconds per
 step; on idle cores the wall-clock rate is up to cores x that figure for every framework).
 
-Rows: cnnlab fp32 NCHW, fp32 channels_last, `auto` (cnnlab's Precision object, what `cnnlab train`
-uses), `auto` without cnnlab's allocator setting (CNNLAB_TUNE_MALLOC=0), then Keras 3 with
-KERAS_BACKEND=torch and =tensorflow.
+Rows: cnnlab fp32 NCHW, fp32 channels_last, `auto` (cnnlab's Precision object and CPU kernels, what
+`cnnlab train` uses), `auto` without cnnlab's allocator setting (CNNLAB_TUNE_MALLOC=0), `auto` without
+its hand-written CPU kernels (CNNLAB_KERNELS=0), then Keras 3 with KERAS_BACKEND=torch and =tensorflow.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ SIZE, BATCH = 180, 32
 
 def cnnlab_worker(mode: str, warmup: int, steps: int) -> list[float]:
     """Seconds per training step for cnnlab's mini_xception in `mode` (fp32-nchw, fp32-cl or a precision)."""
+    from cnnlab._runtime import tune_openmp_env
+
+    tune_openmp_env()  # what the cnnlab CLI does before torch is imported
     import torch
     import torch.nn.functional as F
 
@@ -127,6 +130,7 @@ ROWS = [  # (label, python: 'self' or 'keras', worker argument, extra environmen
     ("cnnlab fp32 channels_last", "self", "fp32-cl", {}),
     ("cnnlab --precision auto", "self", "auto", {}),
     ("cnnlab auto, glibc malloc defaults", "self", "auto", {"CNNLAB_TUNE_MALLOC": "0"}),
+    ("cnnlab auto, CPU kernels off", "self", "auto", {"CNNLAB_KERNELS": "0"}),
     ("Keras 3 (torch backend)", "keras", "keras", {"KERAS_BACKEND": "torch"}),
     ("Keras 3 (TensorFlow backend)", "keras", "keras", {"KERAS_BACKEND": "tensorflow",
                                                        "TF_CPP_MIN_LOG_LEVEL": "2"}),

@@ -176,3 +176,29 @@ def test_allocator_setting_keeps_large_buffers_mapped_between_steps() -> None:
         round_trip()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert faults < 2000, faults
+
+
+@pytest.mark.parametrize(("env", "applied", "value"), [
+    ({}, True, _runtime.OPENMP_SPINCOUNT),
+    ({"GOMP_SPINCOUNT": "777"}, False, "777"),  # the user's choice stays
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, False, None),
+    ({"CNNLAB_KERNELS": "0"}, False, None),  # no kernels, nothing to make room for
+])
+def test_openmp_spin_is_shortened_only_when_the_kernels_run_and_the_user_chose_nothing(env, applied, value) -> None:
+    import os
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "CNNLAB_KERNELS")}
+    code = ("import os; from cnnlab._runtime import tune_openmp_env; "
+            "print(tune_openmp_env(), os.environ.get('GOMP_SPINCOUNT'))")
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [str(applied), str(value)]
+
+
+def test_openmp_spin_is_not_set_once_torch_is_imported(monkeypatch) -> None:
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("CNNLAB_KERNELS", raising=False)
+    assert _runtime.tune_openmp_env() is False  # torch is loaded here: libgomp has read its settings

@@ -54,3 +54,25 @@ def tune_allocator() -> bool:
     ok &= mallopt(_M_TOP_PAD, 256 * 1024 * 1024)  # grow the heap in big steps: fewer brk calls and faults
     ok &= mallopt(_M_MMAP_MAX, 0)  # blocks above the 32 MiB threshold cap come from the heap as well
     return bool(ok)
+
+
+#: libgomp's spin before a waiting worker sleeps, when the user has not chosen one (iterations).
+OPENMP_SPINCOUNT = "10000"
+
+
+def tune_openmp_env() -> bool:
+    """Shorten OpenMP's busy-wait when cnnlab's CPU kernels are on; True when it set the variable.
+
+    Why: after each oneDNN op torch's libgomp workers keep spinning for ~300k iterations (a few ms),
+    holding a core that cnnlab's kernels (cnnlab.kernels, run from their own threads) then wait for:
+    the depthwise weight gradient took 10-11 ms right after a oneDNN op and 6.5 ms alone. With
+    GOMP_SPINCOUNT=10000 the mini_xception step with the kernels was 8-9% faster than the stock
+    step, against 0-4% with libgomp's default spin (benchmarks/NOTES-speed.md, attempt 20).
+    Only effective before torch is imported (libgomp reads it once), so the CLI calls it first thing.
+    A value the user set (GOMP_SPINCOUNT or OMP_WAIT_POLICY) is left alone, as is CNNLAB_KERNELS=0.
+    """
+    if os.environ.get("CNNLAB_KERNELS", "1") == "0" or "GOMP_SPINCOUNT" in os.environ \
+            or "OMP_WAIT_POLICY" in os.environ or "torch" in sys.modules:
+        return False
+    os.environ["GOMP_SPINCOUNT"] = OPENMP_SPINCOUNT
+    return True

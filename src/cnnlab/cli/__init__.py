@@ -88,8 +88,10 @@ def _one_line_warnings() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point with the error boundary: user errors become one line on stderr and exit code 2."""
+    from cnnlab._runtime import tune_openmp_env
     from cnnlab.errors import CnnlabError
 
+    tune_openmp_env()  # before any command imports torch: libgomp reads it once
     _one_line_warnings()
     try:
         cli.main(args=argv, prog_name="cnnlab", standalone_mode=False)
