@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.kernels import maxpool as maxpool_kernel
 from cnnlab.ops.shape import same_padding
 
 
@@ -74,6 +75,11 @@ class MaxPoolSame(nn.Module):
         sizes = [int(n) for n in x.shape[-self.dims:]]
         pads = [same_padding(n, k, s) for n in sizes]
         lefts = tuple(left for left, _ in pads)
+        if self.dims == 2 and maxpool_kernel.usable(x, self, k):
+            # CPU bf16 channels_last training: the hand-written kernel (TF windows: ceil(n / s) outputs
+            # starting at i * s - left), 2-3x faster than torch's here (NOTES-speed.md, attempt 21)
+            out = tuple(-(-n // s) for n in sizes)
+            return maxpool_kernel.max_pool_same(x, k, s, lefts, out)
         pool = F.max_pool2d if self.dims == 2 else F.max_pool1d
         same_windows = all(2 * left <= k and _ceil_pool_size(n, k, s, left) == -(-n // s)
                            for n, left in zip(sizes, lefts, strict=True))
