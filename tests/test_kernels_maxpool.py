@@ -97,6 +97,9 @@ def test_ties_keep_the_first_max_and_nan_wins(path, k, s) -> None:
     x[0, 3, 1, 1] = x[0, 3, 1, 2] = float("nan")  # two NaNs in one window
     x[1, :, 2, 2] = float("nan")
     x[1, 34, 0, 0] = float("-inf")
+    x[0, 7] = 0.0
+    x[0, 7, :, ::2] = -0.0  # -0 == +0 in float: a tie, the first (either sign) keeps the argmax
+    x[0, 8] = float("-inf")  # all -inf: the argmax stays at the window's first input position
     pool = MaxPoolSame(k, s)
     torch.manual_seed(k * s)
     dy = torch.rand(2, 35, -(-5 // s), -(-6 // s)).to(torch.bfloat16).contiguous(memory_format=CL)
