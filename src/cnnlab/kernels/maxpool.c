@@ -144,16 +144,15 @@ static inline __m512 widen(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* The same rounding as f32_to_bf16, 16 lanes at a time. */
-static inline __m256i round_bf16(__m512 v) {
+/* The same rounding as f32_to_bf16, 16 lanes at a time: the bf16 bits in each 32-bit lane's low half. */
+static inline __m512i round32(__m512 v) {
     __m512i u = _mm512_castps_si512(v);
     __m512i hi = _mm512_srli_epi32(u, 16);
     __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
                                                      _mm512_and_si512(hi, _mm512_set1_epi32(1))));
     r = _mm512_srli_epi32(r, 16);
     __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-    r = _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(0x40));
-    return _mm512_cvtepi32_epi16(r);
+    return _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(0x40));
 }
 
 /* The int16 key of 32 bf16 values (see fwd_simd); a NaN's key is 0x7fff, which no number reaches. */
@@ -221,6 +220,13 @@ static void bwd_simd(const uint16_t *dy, const uint8_t *arg, uint16_t *dx, int64
     int64_t *cols = malloc(2 * (size_t)W * sizeof(int64_t));
     if (!cols) abort();
     for (int64_t ix = 0; ix < W; ix++) covering(ix, k, s, pl, OW, cols + 2 * ix, cols + 2 * ix + 1);
+    const __m512i zero = _mm512_setzero_si512();
+#if defined(__AVX512BF16__)
+    /* word i of the result comes from word order[i] of [lo's 16 | hi's 16] */
+    uint16_t idx[32];
+    for (int i = 0; i < 32; i++) idx[i] = (uint16_t)(i % 8 < 4 ? 4 * (i / 8) + i % 8 : 16 + 4 * (i / 8) + i % 8 - 4);
+    const __m512i order = _mm512_loadu_si512(idx);
+#endif
     for (int64_t r = start; r < end; r++) {
         int64_t n = r / H, iy = r % H, oy0, oy1;
         covering(iy, k, s, pt, OH, &oy0, &oy1);
@@ -229,6 +235,9 @@ static void bwd_simd(const uint16_t *dy, const uint8_t *arg, uint16_t *dx, int64
             uint16_t *d = dx + (r * W + ix) * C;
             for (int64_t c = 0; c < C; c += 32) {
                 __mmask32 m = tail_mask32(C, c);
+                /* dy is widened by interleaving with zeros inside each 128-bit lane (no cross-lane
+                 * shuffle): lo holds channels 0-3, 8-11, ... and hi 4-7, 12-15, ...; the store
+                 * undoes that order */
                 __m512 lo = _mm512_setzero_ps(), hi = lo;
                 for (int64_t oy = oy0; oy < oy1; oy++) {
                     int64_t ky = iy - (oy * s - pt);
@@ -238,17 +247,16 @@ static void bwd_simd(const uint16_t *dy, const uint8_t *arg, uint16_t *dx, int64
                         __mmask32 hit = _mm256_mask_cmpeq_epi8_mask(
                             m, a, _mm256_set1_epi8((char)(ky * k + ix - (ox * s - pl))));
                         /* no branch on hit: it is data-dependent and mispredicts; a masked load
-                         * with an empty mask touches no memory */
+                         * with an empty mask touches no memory, and a missed channel adds +0 */
                         __m512i g = _mm512_maskz_loadu_epi16(hit, dy + o);
-                        lo = _mm512_mask_add_ps(lo, (__mmask16)hit, lo, widen(_mm512_castsi512_si256(g)));
-                        hi = _mm512_mask_add_ps(hi, (__mmask16)(hit >> 16), hi,
-                                                widen(_mm512_extracti64x4_epi64(g, 1)));
+                        lo = _mm512_add_ps(lo, _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, g)));
+                        hi = _mm512_add_ps(hi, _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, g)));
                     }
                 }
 #if defined(__AVX512BF16__)
-                __m512i out = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+                __m512i out = _mm512_permutexvar_epi16(order, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 #else
-                __m512i out = _mm512_inserti64x4(_mm512_castsi256_si512(round_bf16(lo)), round_bf16(hi), 1);
+                __m512i out = _mm512_packus_epi32(round32(lo), round32(hi)); /* per lane: the inverse */
 #endif
                 _mm512_mask_storeu_epi16(d + c, m, out);
             }
