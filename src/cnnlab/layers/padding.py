@@ -77,7 +77,7 @@ class MaxPoolSame(nn.Module):
         lefts = tuple(left for left, _ in pads)
         if self.dims == 2 and maxpool_kernel.usable(x, self, k):
             # CPU bf16 channels_last training: the hand-written kernel (TF windows: ceil(n / s) outputs
-            # starting at i * s - left), 2-3x faster than torch's here (NOTES-speed.md, attempt 21)
+            # starting at i * s - left), ~2x faster than torch's here (NOTES-speed.md, attempt 21)
             out = tuple(-(-n // s) for n in sizes)
             return maxpool_kernel.max_pool_same(x, k, s, lefts, out)
         pool = F.max_pool2d if self.dims == 2 else F.max_pool1d
