@@ -31,8 +31,11 @@ def test_build_compiles_once_into_the_cache_and_the_library_works(fresh) -> None
     lib = ctypes.CDLL(str(first))
     lib.add.restype, lib.add.argtypes = ctypes.c_long, [ctypes.c_long, ctypes.c_long]
     assert lib.add(40, 2) == 42
+    (fresh / "shared.h").write_text("#define TWO 2\n")
+    with_header = kernels._build("add", source, kernels._compiler())
+    assert with_header != first  # a header beside the source is part of the key: changing it rebuilds
     source.write_text(SOURCE + "long sub(long a, long b) { return a - b; }\n")
-    assert kernels._build("add", source, kernels._compiler()) != first  # a changed source is rebuilt
+    assert kernels._build("add", source, kernels._compiler()) not in (first, with_header)  # a changed source too
     assert not list(kernels.cache_dir().glob("*.tmp"))
 
 

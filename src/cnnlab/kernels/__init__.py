@@ -72,7 +72,9 @@ def _compiler() -> str | None:
 def _build(name: str, source: Path, compiler: str) -> Path:
     """The shared library for ``source``, compiled once per (source, compiler, flags, CPU)."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    key = hashlib.sha256("\0".join([source.read_text(), compiler, version, *FLAGS, _cpu_flags()]).encode())
+    headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]  # e.g. bf16.h, shared by all
+    key = hashlib.sha256("\0".join([source.read_text(), *headers, compiler, version, *FLAGS, _cpu_flags()])
+                         .encode())
     target = cache_dir() / f"{name}-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target

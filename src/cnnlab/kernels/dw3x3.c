@@ -19,17 +19,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "bf16.h"
+
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include <immintrin.h>
 #define DW3X3_AVX512 1
 #endif
-
-static inline float bf16_to_f32(uint16_t v) {
-    uint32_t u = (uint32_t)v << 16; /* bf16 is the top half of an fp32: exact */
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
 
 /* Plain C: per (row, ky) the three kx taps accumulate straight into partial over an inner loop on
    channels, which the compiler vectorises for whatever the CPU has. */
