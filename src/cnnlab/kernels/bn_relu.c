@@ -135,17 +135,9 @@ static inline __m512 load_bf16(const uint16_t *p, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* The same rounding as f32_to_bf16, 16 lanes at a time (not VCVTNEPS2BF16, which flushes
- * denormals: the two paths must agree bit for bit). */
+/* Store 16 fp32 lanes as bf16 with f32_to_bf16's rounding (bf16.h). */
 static inline void store_bf16(uint16_t *p, __m512 v, __mmask16 m) {
-    __m512i u = _mm512_castps_si512(v);
-    __m512i hi = _mm512_srli_epi32(u, 16);
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
-                                                     _mm512_and_si512(hi, _mm512_set1_epi32(1))));
-    r = _mm512_srli_epi32(r, 16);
-    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-    r = _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(0x40));
-    _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(r));
+    _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(f32_to_bf16_x16(v)));
 }
 
 static inline void add_to_double(double *s, __m512 a, __mmask16 m) {

@@ -131,17 +131,6 @@ static inline __m512 widen(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* The same rounding as f32_to_bf16, 16 lanes at a time: the bf16 bits in each 32-bit lane's low half. */
-static inline __m512i round32(__m512 v) {
-    __m512i u = _mm512_castps_si512(v);
-    __m512i hi = _mm512_srli_epi32(u, 16);
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
-                                                     _mm512_and_si512(hi, _mm512_set1_epi32(1))));
-    r = _mm512_srli_epi32(r, 16);
-    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-    return _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(0x40));
-}
-
 /* The int16 key of 32 bf16 values (see fwd_simd); a NaN's key is 0x7fff, which no number reaches. */
 static inline __m512i bf16_key(__m512i b, __m512i mag, __m512i inf) {
     __m512i sign = _mm512_srai_epi16(b, 15);
@@ -243,7 +232,7 @@ static void bwd_simd(const uint16_t *dy, const uint8_t *arg, uint16_t *dx, int64
 #if defined(__AVX512BF16__)
                 __m512i out = _mm512_permutexvar_epi16(order, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 #else
-                __m512i out = _mm512_packus_epi32(round32(lo), round32(hi)); /* per lane: the inverse */
+                __m512i out = _mm512_packus_epi32(f32_to_bf16_x16(lo), f32_to_bf16_x16(hi)); /* per lane: the inverse */
 #endif
                 _mm512_mask_storeu_epi16(d + c, m, out);
             }
