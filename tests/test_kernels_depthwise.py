@@ -81,7 +81,7 @@ def test_build_without_avx512_runs_the_portable_path(tmp_path) -> None:
                                                                          text=True).stdout else [])
     subprocess.run([kernels._compiler(), *flags, "-o", str(target), str(kernels._SOURCES / "dw3x3.c")],
                    check=True, timeout=120)
-    lib = depthwise._library(ctypes.CDLL(str(target)))
+    lib = kernels.declare_once(ctypes.CDLL(str(target)), depthwise._declare)
     assert depthwise.paths(lib) == ["portable"]
     x, g = _pair((2, 37, 4, 3), seed=2)
     partial = torch.empty(1, 9, 64)

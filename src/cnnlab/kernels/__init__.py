@@ -112,6 +112,33 @@ def load(name: str) -> ctypes.CDLL | None:
         return None
 
 
+def declare_once(lib: ctypes.CDLL, declare: Callable[[ctypes.CDLL], None]) -> ctypes.CDLL:
+    """Run ``declare(lib)`` (set the C signatures: without argtypes ctypes passes ints as C int) the
+    first time this library object is seen; ``load.cache_clear()`` gives a new object, declared anew."""
+    if "_cnnlab_declared" not in vars(lib):
+        declare(lib)
+        lib._cnnlab_declared = True
+    return lib
+
+
+def library(name: str, declare: Callable[[ctypes.CDLL], None]) -> ctypes.CDLL | None:
+    """``load(name)`` with its signatures declared by ``declare``; None when the kernels are off or
+    could not be built here."""
+    lib = load(name)
+    return None if lib is None else declare_once(lib, declare)
+
+
+def has_hooks(*modules: torch.nn.Module) -> bool:
+    """True when any of ``modules`` or torch's global module hooks would expect to see the stock
+    modules run: a kernel that replaces them must then step aside (explain's recorders, summaries)."""
+    m = torch.nn.modules.module
+    if (m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks
+            or getattr(m, "_global_backward_pre_hooks", None)):
+        return True
+    return any(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+               or getattr(module, "_backward_pre_hooks", None) for module in modules)
+
+
 @functools.cache
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="cnnlab-kernel")

@@ -29,12 +29,7 @@ _TAIL = [_I, _I, _I]  # chunk, start, end: the parallel_chunks convention
 SMALL = 1 << 20
 
 
-def library() -> ctypes.CDLL | None:
-    """The bn_relu kernels with their signatures declared, or None (CNNLAB_KERNELS=0, no compiler, a
-    failed build). Follows ``kernels.load``'s cache, so ``kernels.load.cache_clear()`` re-decides it."""
-    lib = kernels.load("bn_relu")
-    if lib is None or "_cnnlab_declared" in vars(lib):
-        return lib
+def _declare(lib: ctypes.CDLL) -> None:
     lib.bn_relu_stats.argtypes = [_P, _I, _P, _P, *_TAIL]
     lib.bn_relu_forward.argtypes = [_P, _P, _P, _P, _I, *_TAIL]
     lib.bn_relu_backward_stats.argtypes = [_P, _P, _P, _P, _P, _I, _P, _P, *_TAIL]
@@ -47,20 +42,12 @@ def library() -> ctypes.CDLL | None:
     lib.bn_relu_finish_stats.restype = lib.bn_relu_finish_grads.restype = None
     lib.bn_relu_set_portable.argtypes, lib.bn_relu_set_portable.restype = [ctypes.c_int], None
     lib.bn_relu_has_simd.argtypes, lib.bn_relu_has_simd.restype = [], ctypes.c_int
-    lib._cnnlab_declared = True
-    return lib
 
 
-def _hooked(module: nn.Module) -> bool:
-    """Hooks (explain, summaries) must see the BN's and the ReLU's own outputs: no fusion then."""
-    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-                or getattr(module, "_backward_pre_hooks", None))
-
-
-def _global_hooks() -> bool:
-    m = nn.modules.module
-    return bool(m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks
-                or getattr(m, "_global_backward_pre_hooks", None))
+def library() -> ctypes.CDLL | None:
+    """The bn_relu kernels with their signatures declared, or None (CNNLAB_KERNELS=0, no compiler, a
+    failed build). Follows ``kernels.load``'s cache, so ``kernels.load.cache_clear()`` re-decides it."""
+    return kernels.library("bn_relu", _declare)
 
 
 def usable(x: torch.Tensor, bn: nn.Module, act: nn.Module) -> bool:
@@ -80,7 +67,7 @@ def usable(x: torch.Tensor, bn: nn.Module, act: nn.Module) -> bool:
         and x.shape[0] * x.shape[2] * x.shape[3] > 1  # torch raises for one value per channel
         and x.is_contiguous(memory_format=torch.channels_last)
         and not torch.compiler.is_compiling()
-        and not (_hooked(bn) or _hooked(act) or _global_hooks())
+        and not kernels.has_hooks(bn, act)
         and library() is not None
     )
 

@@ -12,7 +12,6 @@ channel. ``use_kernel`` says whether a call qualifies; callers keep PyTorch's pa
 from __future__ import annotations
 
 import ctypes
-import functools
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +35,8 @@ PATHS = {"portable": ("dw3x3_wgrad_portable", 0), "avx512": ("dw3x3_wgrad_avx512
          "avx512bf16": ("dw3x3_wgrad_avx512bf16", 2)}
 
 
-@functools.cache
-def _library(lib: ctypes.CDLL) -> ctypes.CDLL:
-    """Declare the C signatures once per loaded library (ctypes would otherwise pass ints as C int)."""
+def _declare(lib: ctypes.CDLL) -> None:
+    """The C signatures of every path this build has (ctypes would otherwise pass ints as C int)."""
     lib.dw3x3_paths.argtypes, lib.dw3x3_paths.restype = [], ctypes.c_int
     for name, (symbol, bit) in PATHS.items():
         if name == "portable" or lib.dw3x3_paths() & bit:
@@ -47,12 +45,10 @@ def _library(lib: ctypes.CDLL) -> ctypes.CDLL:
     # the dynamic entry point: a shared row counter and the row count before (chunk, start, end)
     lib.dw3x3_wgrad.argtypes = [*_ARGTYPES[:6], ctypes.c_void_p, ctypes.c_int64, *_ARGTYPES[6:]]
     lib.dw3x3_wgrad.restype = None
-    return lib
 
 
 def _kernel_library() -> ctypes.CDLL | None:
-    lib = kernels.load("dw3x3")
-    return None if lib is None else _library(lib)
+    return kernels.library("dw3x3", _declare)
 
 
 def paths(lib: ctypes.CDLL | None = None) -> list[str]:
@@ -135,15 +131,6 @@ def depthwise_conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return _DepthwiseConv3x3.apply(x, weight)
 
 
-def _has_hooks(module: torch.nn.Module) -> bool:
-    """Hooks would be skipped by calling the conv's function directly (explain's recorders, summaries)."""
-    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-                or getattr(module, "_backward_pre_hooks", None)
-                or torch.nn.modules.module._global_forward_hooks
-                or torch.nn.modules.module._global_forward_pre_hooks
-                or torch.nn.modules.module._global_backward_hooks)
-
-
 def use_kernel(conv: torch.nn.Module, x: torch.Tensor) -> bool:
     """True when the depthwise ``conv`` applied to ``x`` should run through ``depthwise_conv3x3``:
     training with gradients, bf16 channels_last CPU input, a hook-free 3x3 / stride 1 / padding 1 /
@@ -158,6 +145,6 @@ def use_kernel(conv: torch.nn.Module, x: torch.Tensor) -> bool:
             and tuple(conv.kernel_size) == (3, 3) and tuple(conv.stride) == (1, 1)
             and conv.padding == (1, 1) and tuple(conv.dilation) == (1, 1) and conv.padding_mode == "zeros"):
         return False
-    if torch.compiler.is_compiling() or _has_hooks(conv):
+    if torch.compiler.is_compiling() or kernels.has_hooks(conv):
         return False
     return _kernel_library() is not None

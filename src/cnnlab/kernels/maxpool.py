@@ -20,7 +20,6 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from cnnlab import kernels
-from cnnlab.kernels.bn_relu import _global_hooks, _hooked
 
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
@@ -34,20 +33,19 @@ MAX_KERNEL = 8
 SMALL = 1 << 20
 
 
-def library() -> ctypes.CDLL | None:
-    """The maxpool kernels with their signatures declared, or None (CNNLAB_KERNELS=0, no compiler, a
-    failed build). Follows ``kernels.load``'s cache, so ``kernels.load.cache_clear()`` re-decides it."""
-    lib = kernels.load("maxpool")
-    if lib is None or "_cnnlab_declared" in vars(lib):
-        return lib
+def _declare(lib: ctypes.CDLL) -> None:
     geometry = [_I] * 9  # H, W, C, k, s, pt, pl, OH, OW
     lib.maxpool_forward.argtypes = [_P, _P, _P, *geometry, _I, _I, _I]
     lib.maxpool_backward.argtypes = [_P, _P, _P, *geometry, _I, _I, _I]
     lib.maxpool_forward.restype = lib.maxpool_backward.restype = None
     lib.maxpool_set_portable.argtypes, lib.maxpool_set_portable.restype = [ctypes.c_int], None
     lib.maxpool_has_simd.argtypes, lib.maxpool_has_simd.restype = [], ctypes.c_int
-    lib._cnnlab_declared = True
-    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The maxpool kernels with their signatures declared, or None (CNNLAB_KERNELS=0, no compiler, a
+    failed build). Follows ``kernels.load``'s cache, so ``kernels.load.cache_clear()`` re-decides it."""
+    return kernels.library("maxpool", _declare)
 
 
 def usable(x: torch.Tensor, module: nn.Module, kernel_size: int) -> bool:
@@ -60,7 +58,7 @@ def usable(x: torch.Tensor, module: nn.Module, kernel_size: int) -> bool:
         and 1 <= kernel_size <= MAX_KERNEL
         and x.is_contiguous(memory_format=torch.channels_last)
         and not torch.compiler.is_compiling()
-        and not (_hooked(module) or _global_hooks())
+        and not kernels.has_hooks(module)
         and library() is not None
     )
 
