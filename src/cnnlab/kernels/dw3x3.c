@@ -51,6 +51,20 @@ static void wgrad_portable(const uint16_t *restrict x, const uint16_t *restrict 
 }
 
 #ifdef DW3X3_AVX512
+/* Add one (row, ky, 32-channel block)'s six accumulators into buf's three tap rows (kx = 0, 1, 2,
+   each Cp apart), 16 channels per register. Both SIMD paths end every block with this. */
+static inline void add_taps(float *b, int64_t Cp, __m512 a0, __m512 a0b, __m512 a1, __m512 a1b, __m512 a2,
+                            __m512 a2b) {
+    _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a0));
+    _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a0b));
+    b += Cp;
+    _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a1));
+    _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a1b));
+    b += Cp;
+    _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a2));
+    _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a2b));
+}
+
 /* 32 bf16 channels -> two fp32 vectors without a shuffle: the even channels are the low 16 bits of
    each 32-bit lane (shift them up), the odd channels the high 16 bits (mask the low ones off). The
    accumulators therefore hold channels in (even, odd) order; the caller's buffer keeps that order and
@@ -109,15 +123,7 @@ static void wgrad_avx512(const uint16_t *restrict x, const uint16_t *restrict g,
                 a0o = _mm512_fmadd_ps(go, xlo, a0o);
                 a1e = _mm512_fmadd_ps(ge, xce, a1e);
                 a1o = _mm512_fmadd_ps(go, xco, a1o);
-                float *b = buf + ky * 3 * Cp + c0;
-                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a0e));
-                _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a0o));
-                b += Cp;
-                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a1e));
-                _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a1o));
-                b += Cp;
-                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a2e));
-                _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a2o));
+                add_taps(buf + ky * 3 * Cp + c0, Cp, a0e, a0o, a1e, a1o, a2e, a2o);
             }
         }
     }
@@ -191,15 +197,7 @@ static void wgrad_avx512bf16(const uint16_t *restrict x, const uint16_t *restric
                     DP(a1l, gl, ql); DP(a1h, gh, qh);
                     DP(a2l, gl, sl); DP(a2h, gh, sh);
                 }
-                float *b = buf + ky * 3 * Cp + c0;
-                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a0l));
-                _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a0h));
-                b += Cp;
-                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a1l));
-                _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a1h));
-                b += Cp;
-                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), a2l));
-                _mm512_storeu_ps(b + 16, _mm512_add_ps(_mm512_loadu_ps(b + 16), a2h));
+                add_taps(buf + ky * 3 * Cp + c0, Cp, a0l, a0h, a1l, a1h, a2l, a2h);
             }
         }
     }
@@ -208,6 +206,12 @@ static void wgrad_avx512bf16(const uint16_t *restrict x, const uint16_t *restric
 
 static inline int64_t padded(int64_t C) { return (C + 31) / 32 * 32; }
 
+/* The portable loop sums at tap stride C, computed in place; the caller reads stride Cp. Backwards:
+   tap t's row moves right, never over data not yet moved. */
+static void spread(float *acc, int64_t C, int64_t Cp) {
+    for (int64_t t = 8; t > 0; t--) memmove(acc + t * Cp, acc + t * C, (size_t)C * sizeof(float));
+}
+
 /* Plain C path on rows [start, end): partial[chunk] = this range's sums, laid out [9][Cp] with
    Cp = C rounded up to 32 (the caller reads the first C of each tap's row). */
 void dw3x3_wgrad_portable(const void *x, const void *g, float *partial, int64_t H, int64_t W, int64_t C,
@@ -215,10 +219,8 @@ void dw3x3_wgrad_portable(const void *x, const void *g, float *partial, int64_t 
     const int64_t Cp = padded(C);
     float *acc = partial + chunk * 9 * Cp;
     memset(acc, 0, (size_t)(9 * Cp) * sizeof(float));
-    float *tmp = acc; /* the portable loop wants stride C: compute in place, then spread to stride Cp */
-    wgrad_portable((const uint16_t *)x, (const uint16_t *)g, tmp, H, W, C, start, end);
-    for (int64_t t = 8; t > 0; t--) /* backwards: tap t's row moves right, never over unread data */
-        memmove(acc + t * Cp, tmp + t * C, (size_t)C * sizeof(float));
+    wgrad_portable((const uint16_t *)x, (const uint16_t *)g, acc, H, W, C, start, end);
+    spread(acc, C, Cp);
 }
 
 #ifdef DW3X3_AVX512
@@ -290,8 +292,7 @@ void dw3x3_wgrad(const void *x, const void *g, float *partial, int64_t H, int64_
 #elif defined(DW3X3_AVX512)
     unpermute(buf, Cp, pos_fma);
 #else
-    for (int64_t t = 8; t > 0; t--) /* spread stride C to stride Cp, as dw3x3_wgrad_portable does */
-        memmove(buf + t * Cp, buf + t * C, (size_t)C * sizeof(float));
+    spread(buf, C, Cp);
 #endif
 }
 
