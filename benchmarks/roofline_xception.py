@@ -6,7 +6,7 @@ through memory when the ops run one after another as PyTorch runs them, then pri
 `max(flops / peak, bytes / bandwidth)` with the peak and bandwidth measured here first (a bf16 3x3
 conv and a large tensor copy). The sum is the fastest the step could be with every kernel at this
 machine's roofline; a second figure fuses BatchNorm -> ReLU (the fusion the issue lists as a lever).
-Then it times the real step (median of `--steps`) for comparison.
+Then it times the real step (median of `--steps`, by keras_xception.py's cnnlab worker) for comparison.
 
     python benchmarks/roofline_xception.py [--steps 10]
 
@@ -22,17 +22,17 @@ the residual add reads 2 and writes 1; the shortcut's input gradient is summed f
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
+from keras_xception import run_row  # benchmarks/: the peer benchmark times the same step
 from torch import nn
 
 from cnnlab._runtime import tune_allocator
 from cnnlab.layers import Add, MaxPoolSame
 from cnnlab.models import create_model
-from cnnlab.train.precision import make_precision
 
 SIZE, BATCH, BF16 = 180, 32, 2
 
@@ -100,22 +100,12 @@ def floor_seconds(costs: list[tuple[str, float, float]], peak: float, bandwidth:
 
 
 def measured_step(steps: int) -> float:
-    prec = make_precision("auto", "cpu")
-    model = prec.prepare(create_model("mini_xception", num_classes=1))
-    opt = torch.optim.RMSprop(model.parameters(), lr=1e-3)
-    x, y = torch.rand(BATCH, 3, SIZE, SIZE), torch.randint(0, 2, (BATCH,)).float()
-    times = []
-    for i in range(steps + 3):
-        t = time.perf_counter()
-        with prec.autocast():
-            logits = model(prec.batch(x))
-        loss = F.binary_cross_entropy_with_logits(logits.float().view(-1), y)
-        opt.zero_grad(set_to_none=True)
-        prec.backward(loss)
-        prec.step(opt)
-        if i >= 3:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    """Median seconds of a cnnlab `auto` training step, timed by the peer benchmark's own worker in a
+    fresh process (so it gets what the CLI sets before torch starts, and one definition of the step)."""
+    result = run_row(sys.executable, "auto", {}, 3, steps)
+    if "error" in result:
+        raise SystemExit(f"timing the step failed: {result['error']}")
+    return result["median_s"]
 
 
 def main() -> None:
