@@ -66,6 +66,6 @@ class SeparableConv(nn.Module):
         x = self.pad(x)
         # CPU bf16 training: the depthwise weight gradient from cnnlab's C kernel, which beats oneDNN's
         # (benchmarks/NOTES-speed.md, attempt 18); every other case runs the stock nn.Conv2d.
-        if x.device.type == "cpu" and depthwise.use_kernel(self.depthwise, x):
+        if depthwise.use_kernel(self.depthwise, x):
             return self.pointwise(depthwise.depthwise_conv3x3(x, self.depthwise.weight))
         return self.pointwise(self.depthwise(x))
