@@ -3,7 +3,9 @@
 Forward shapes at two input sizes, no NaN, every parameter gets a gradient, eval-mode determinism,
 and channels_last / bf16 autocast agree with plain fp32. Inputs stay small to fit the CI budget.
 Classifiers (tag ``classify``/``audio``) must give (N, num_classes), segmenters (tag ``segment``)
-(N, num_classes, H, W); other image-to-image models are only held to the batch size and finiteness.
+(N, num_classes, H, W), super-resolution models (tag ``superres``, built without ``num_classes``)
+(N, C, scale*H, scale*W) with ``num_classes`` = C output channels; other image-to-image models are
+only held to the batch size and finiteness.
 """
 
 from __future__ import annotations
@@ -40,12 +42,15 @@ def _build(name: str, in_channels: int | None = None) -> torch.nn.Module:
     return create_model(name, in_channels=in_channels, **classes)
 
 
-def _check_output(name: str, out: torch.Tensor, x: torch.Tensor) -> None:
+def _check_output(name: str, model: torch.nn.Module, out: torch.Tensor, x: torch.Tensor) -> None:
     tags = set(model_tags(name))
     if tags & {"classify", "audio"}:
         assert out.shape == (x.shape[0], NUM_CLASSES), out.shape
     elif "segment" in tags:
         assert out.shape == (x.shape[0], NUM_CLASSES, *x.shape[2:]), out.shape
+    elif "superres" in tags:
+        scale = model.scale
+        assert out.shape == (x.shape[0], x.shape[1], scale * x.shape[2], scale * x.shape[3]), out.shape
     else:
         assert out.shape[0] == x.shape[0], out.shape
     assert torch.isfinite(out).all()
@@ -68,12 +73,15 @@ def test_contract_shapes_at_two_sizes_and_in_channels(name: str) -> None:
         assert model.in_channels == (in_channels or model.in_channels)
         if set(model_tags(name)) & {"classify", "segment", "audio"}:
             assert model.num_classes == NUM_CLASSES
+        elif "superres" in model_tags(name):  # num_classes is the number of output channels
+            assert model.num_classes == model.out_channels == model.in_channels
+            assert isinstance(model.scale, int) and model.scale >= 2
         else:
             assert hasattr(model, "num_classes")
         x = _input(name, model, size)
         with torch.no_grad():
             out = model(x)
-            _check_output(name, out, x)
+            _check_output(name, model, out, x)
             # Eval mode is deterministic, and forward == forward_head(forward_features(x)).
             assert torch.equal(out, model.forward_head(model.forward_features(x)))
 

@@ -56,6 +56,19 @@ def _build_on_meta(name: str, **kwargs: object):  # type: ignore[no-untyped-def]
         return create_model(name, **kwargs)
 
 
+def _tags(name: str) -> tuple[str, ...]:
+    from cnnlab.models import list_models, model_tags
+
+    return model_tags(name) if name in list_models() else ()  # an unknown name fails in create_model
+
+
+def _outputs(model) -> str:  # type: ignore[no-untyped-def]
+    """The 'classes' cell: the class count, or for super-resolution the scale and output channels."""
+    if hasattr(model, "scale"):
+        return f"x{model.scale} ({model.num_classes} ch)"
+    return str(getattr(model, "num_classes", ""))
+
+
 @click.group()
 def models() -> None:
     """List the model registry and summarise a model layer by layer."""
@@ -80,7 +93,7 @@ def list_cmd(pattern: str | None) -> None:
     for name in names:
         model = _build_on_meta(name)
         params = sum(p.numel() for p in model.parameters())
-        table.add_row(name, f"{params:,}", str(getattr(model, "num_classes", "")), ", ".join(model_tags(name)))
+        table.add_row(name, f"{params:,}", _outputs(model), ", ".join(model_tags(name)))
     _console().print(table)
 
 
@@ -91,7 +104,7 @@ def list_cmd(pattern: str | None) -> None:
 @click.option("--in-channels", type=int, default=None,
               help="Build the model for this many input channels (default: C of --input-size).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Another model keyword, value as JSON (repeatable), e.g. --set depth=1.")
+              help="Another model keyword, value as JSON (repeatable), e.g. --set depth=1 or --set scale=3.")
 def summary(name: str, input_size: str, num_classes: int | None, in_channels: int | None,
             settings: tuple[str, ...]) -> None:
     """Every leaf layer of NAME: dotted name, type, output shape, parameters, multiply-adds; then totals.
@@ -103,6 +116,9 @@ def summary(name: str, input_size: str, num_classes: int | None, in_channels: in
     from cnnlab.models._summary import summarize
 
     size = parse_input_size(input_size)
+    if num_classes is not None and "superres" in _tags(name):
+        raise CnnlabError(f"model {name!r} is a super-resolution model: it outputs as many channels as it "
+                          "takes, so drop --num-classes (set the upscaling with --set scale=3)")
     kwargs = {"num_classes": num_classes, "in_channels": in_channels if in_channels is not None else size[0],
               **parse_settings(settings)}
     try:
@@ -110,7 +126,8 @@ def summary(name: str, input_size: str, num_classes: int | None, in_channels: in
     except TypeError as exc:  # a keyword the builder does not take
         raise CnnlabError(f"model {name!r} cannot be built with {parse_settings(settings)}: {exc}") from exc
     result = summarize(model, size)
-    table = Table(title=f"{name} on input {tuple(size)}")
+    scale = f" x{model.scale}" if hasattr(model, "scale") else ""
+    table = Table(title=f"{name}{scale} on input {tuple(size)}")
     for col, justify in (("layer", "left"), ("type", "left"), ("output", "left"), ("params", "right"),
                          ("mult-adds", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]

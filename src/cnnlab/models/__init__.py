@@ -9,8 +9,10 @@ import line here.
 # (The imports are added as the families land.)
 from cnnlab.models import (
     cifar_fast,  # noqa: F401
+    encoder_decoder,  # noqa: F401
     mini_xception,  # noqa: F401
     resnet,  # noqa: F401
+    superres,  # noqa: F401
     xception,  # noqa: F401
 )
 from cnnlab.models._registry import create_model, list_models, model_tags, register_model
