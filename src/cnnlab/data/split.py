@@ -59,3 +59,15 @@ def balanced_subset(y: torch.Tensor, limit: int | None) -> torch.Tensor:
     rank[order] = torch.arange(n) - starts
     key = rank * n + torch.arange(n)  # sorting by (rank, position) interleaves the classes
     return torch.argsort(key)[:limit].sort().values
+
+
+def random_split(n: int, val_split: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, val) of ``n`` items, not stratified: ``round(val_split * n)`` validation items
+    chosen by a permutation seeded with ``seed``. At least one training item (when ``n >= 1``), and at
+    least one validation item when ``val_split > 0`` and ``n >= 2``. Both index vectors are sorted."""
+    check_val_split(val_split)
+    if n < 0:
+        raise CnnlabError(f"random_split needs a non-negative number of items, got {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = min(max(round(val_split * n), 1), n - 1) if val_split > 0 and n >= 2 else 0
+    return order[n_val:].sort().values, order[:n_val].sort().values
