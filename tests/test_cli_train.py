@@ -33,7 +33,7 @@ def run_dir(tmp_path_factory):
 def test_train_writes_the_resolved_cli_options(run_dir) -> None:
     config = json.loads((run_dir / "config.json").read_text())
     train = config["train"]
-    assert (train["optimizer"], train["lr"], train["label_smoothing"], train["epochs"]) == ("sgd", 0.05, 0.1, 1)
+    assert (train["optimizer"], train["lr"], train["task_options"]["label_smoothing"], train["epochs"]) == ("sgd", 0.05, 0.1, 1)
     assert train["model_kwargs"] == {"widths": [8, 16], "stem_width": 8}
     assert config["task_options"] == {"label_smoothing": 0.1}
 
@@ -97,7 +97,9 @@ def test_user_errors_are_one_clear_message(run_dir, tmp_path) -> None:
     runner = CliRunner()
     cases = [
         (["train", "clasify", *TINY, "--out", str(tmp_path / "a")], "did you mean: classify"),
-        (["train", "segment", *TINY, "--out", str(tmp_path / "a")], "not available yet"),
+        (["train", "denoise", *TINY, "--out", str(tmp_path / "a")], "not available yet"),
+        (["train", "segment", *TINY, "--out", str(tmp_path / "a")], "per-pixel class logits; pick a segment model"),
+        (["train", "classify", *TINY, "--scale", "3", "--out", str(tmp_path / "a")], "has no option --scale"),
         (["train", "classify", *TINY, "--model", "mini_xceptio", "--out", str(tmp_path / "a")],
          "did you mean: mini_xception"),
         (["train", "classify", *TINY, "--out", str(run_dir)], "pass --resume to continue it, or choose a new --out"),
@@ -166,7 +168,7 @@ def test_train_and_eval_on_a_real_image_folder(shared_data, tmp_path) -> None:
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert config["class_names"] == ["cats", "dogs"] and config["data"]["train_size"] == 36
+    assert config["data"]["info"]["class_names"] == ["cats", "dogs"] and config["data"]["train_size"] == 36
     result = CliRunner().invoke(cli, ["predict", str(out), str(shared_data / "cats_vs_dogs" / "train" / "cats"),
                                       "--format", "json", "--top-k", "1"])
     assert result.exit_code == 0, result.output

@@ -54,9 +54,9 @@ def test_builtin_masks_match_the_pixels() -> None:
 def test_builtin_options_and_segment_task() -> None:
     bundle = load_data("builtin:shapes?n=50&classes=3", "segment", image_size=24, val_split=0.2)
     assert bundle.class_names == ["background", "circle", "square", "triangle"]
-    assert bundle.train.y.shape[1:] == (24, 24) and bundle.train.y.dtype == torch.int64
-    assert torch.equal(bundle.train.y, bundle.train.mask.long())
-    assert int(bundle.train.y.max()) <= 3
+    masks = bundle.train["mask"]  # the target field: uint8 (N, H, W), 0 = background, 255 = void
+    assert masks.shape[1:] == (24, 24) and masks.dtype == torch.uint8 and "label" not in bundle.train
+    assert int(masks.max()) <= 3 and bundle.image_size == (24, 24)
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def test_report_with_images_from_files_and_missing_run_error(run_dir: Path, tmp_
     from PIL import Image
 
     Image.new("RGB", (20, 20), (200, 30, 30)).save(tmp_path / "red.png")
-    from cnnlab.render.report import write_report
+    from cnnlab.app.report import write_report
 
     out = write_report(run_dir, tmp_path / "r.html", inputs=[str(tmp_path / "red.png")], samples=2,
                        filter_channels=4, filter_steps=2)
@@ -102,7 +102,7 @@ def test_report_with_images_from_files_and_missing_run_error(run_dir: Path, tmp_
 def test_report_renders_in_chromium(run_dir: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    from cnnlab.render.report import write_report
+    from cnnlab.app.report import write_report
 
     page = write_report(run_dir, tmp_path / "report.html", samples=2, filter_channels=4, filter_steps=2)
     chromium = [shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]

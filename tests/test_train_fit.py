@@ -258,7 +258,7 @@ def test_tta_for_a_task_without_per_image_logits_is_refused_before_anything_is_w
                                                                                         ) -> None:
     from cnnlab.tasks.classify import ClassifyTask
 
-    monkeypatch.setattr(ClassifyTask, "spatial_targets", True)  # as a segmentation task would be
-    with pytest.raises(CnnlabError, match="--tta flip-translate averages per-image logits"):
+    monkeypatch.setattr(ClassifyTask, "tta_modes", ("none", "flip"))  # as a segmentation task's are
+    with pytest.raises(CnnlabError, match="--tta flip-translate is not defined for task 'classify'"):
         fit(tiny(tmp_path, "seg", tta="flip-translate"), progress=False)
     assert not (tmp_path / "seg").exists()

@@ -152,13 +152,13 @@ def test_recipe_overrides_apply_and_command_line_options_win(monkeypatch, tmp_pa
 
 
 def test_resume_refuses_data_with_other_classes_or_sizes(tmp_path) -> None:
-    from cnnlab.train.runner import check_data_matches
+    from cnnlab.train.resume import check_data_matches
 
-    saved = {"class_names": ["a", "b"], "preprocess": {"in_channels": 3, "image_size": [32, 32]}}
-    check_data_matches(saved, ["a", "b"], 3, (32, 32), tmp_path)  # the same data: fine
+    saved = {"class_names": ["a", "b"], "preprocess": {"in_channels": 3, "image_size": [32, 32]}}  # an old run
+    check_data_matches(saved, {"class_names": ["a", "b"], "in_channels": 3, "image_size": [32, 32]}, tmp_path)
     with pytest.raises(CnnlabError, match=r"data differs in class_names: \['a', 'b'\] -> \['a', 'c'\]; "
                                           r"image_size: \[32, 32\] -> \[64, 64\]"):
-        check_data_matches(saved, ["a", "c"], 3, (64, 64), tmp_path)
+        check_data_matches(saved, {"class_names": ["a", "c"], "in_channels": 3, "image_size": [64, 64]}, tmp_path)
 
 
 def test_busy_machine_trains_with_one_thread(monkeypatch) -> None:
@@ -166,18 +166,18 @@ def test_busy_machine_trains_with_one_thread(monkeypatch) -> None:
 
     from rich.console import Console
 
-    from cnnlab.train import runner
+    from cnnlab.train import machine
 
     before = torch.get_num_threads()
     out = io.StringIO()
     try:
         torch.set_num_threads(2)
-        monkeypatch.setattr(runner.os, "getloadavg", lambda: (50.0, 50.0, 50.0))
-        assert runner.choose_threads(None, Console(file=out)) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(machine.os, "getloadavg", lambda: (50.0, 50.0, 50.0))
+        assert machine.choose_threads(None, Console(file=out)) == 1 and torch.get_num_threads() == 1
         assert "--threads 2" in out.getvalue()
-        assert runner.choose_threads(2, Console(file=out)) == 2  # an explicit request is kept
-        monkeypatch.setattr(runner.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
-        assert runner.choose_threads(None, Console(file=out)) == 2  # idle: torch's choice stays
+        assert machine.choose_threads(2, Console(file=out)) == 2  # an explicit request is kept
+        monkeypatch.setattr(machine.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+        assert machine.choose_threads(None, Console(file=out)) == 2  # idle: torch's choice stays
     finally:
         torch.set_num_threads(before)
 
@@ -287,7 +287,7 @@ def test_lookahead_matches_a_hand_computation_on_a_two_parameter_model(tmp_path)
 
 
 def test_tta_averages_logits_as_computed_by_hand() -> None:
-    from cnnlab.train.loop import tta_outputs
+    from cnnlab.tasks.classify import tta_outputs
 
     class FirstRow(nn.Module):  # logits = the first image row, weighted 1, 2, 3
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -304,6 +304,7 @@ def test_tta_averages_logits_as_computed_by_hand() -> None:
 
 
 def test_tta_flip_leaves_a_mirror_symmetric_model_unchanged_and_is_refused_for_other_tasks() -> None:
+    from cnnlab.data import ImageData
     from cnnlab.tasks import get_task
     from cnnlab.tasks.classify import ClassifyTask
     from cnnlab.train.loop import check_tta, evaluate
@@ -315,15 +316,16 @@ def test_tta_flip_leaves_a_mirror_symmetric_model_unchanged_and_is_refused_for_o
     x = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8)
     y = torch.randint(0, 4, (40,))
     task, prec, norm = get_task("classify"), make_precision("fp32", "cpu", False), Normalize([0.5] * 3, [0.25] * 3)
-    plain = evaluate(model, task, x, y, norm, prec, 16, 4).compute()
-    flip = evaluate(model, task, x, y, norm, prec, 16, 4, tta="flip").compute()
+    data, info = ImageData(x, y), {"class_names": list("abcd")}
+    plain = evaluate(model, task, data, norm, prec, 16, info).compute()
+    flip = evaluate(model, task, data, norm, prec, 16, info, tta="flip").compute()
     assert flip["top1"] == plain["top1"] and flip["loss"] == pytest.approx(plain["loss"], rel=1e-5)
 
-    class Segment(ClassifyTask):
-        name = "segment"
-        spatial_targets = True
+    class Localize(ClassifyTask):  # a task whose outputs a mirror changes the meaning of
+        name = "localize"
+        tta_modes = ("none",)
 
     check_tta("flip", task)
-    check_tta("none", Segment())
-    with pytest.raises(CnnlabError, match="--tta flip .*task 'segment'"):
-        check_tta("flip", Segment())
+    check_tta("none", Localize())
+    with pytest.raises(CnnlabError, match="--tta flip is not defined for task 'localize'"):
+        check_tta("flip", Localize())

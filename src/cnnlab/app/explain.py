@@ -1,7 +1,9 @@
 """Explain a trained run directory: the steps shared by `cnnlab explain` and `cnnlab report`.
 
-Each function takes a :class:`cnnlab.train.LoadedRun` (from ``load_run``) and writes PNG files into
-an output folder, returning what it wrote plus the numbers worth printing.
+Each function takes a :class:`cnnlab.rundir.LoadedRun` (from ``load_run``) and writes PNG files into
+an output folder, returning what it wrote plus the numbers worth printing. What a CAM explains comes
+from the run's task (``Task.cam_target``): a class of a classifier, a class over its predicted region
+for a segmenter.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def load_inputs(run: Any, paths: Sequence[str | Path]) -> Inputs:
     """Read image files/folders at the run's size and channel count, preprocessed for its model."""
     from cnnlab.data import load_images
 
-    raw, files = load_images(list(paths), image_size=run.image_size, in_channels=run.in_channels)
+    # Runs trained on images of varying size take their inputs at the training input size.
+    raw, files = load_images(list(paths), image_size=run.image_size or run.input_size, in_channels=run.in_channels)
     if len(files) == 0:
         raise CnnlabError(f"no readable images in {', '.join(map(str, paths))}; pass image files or folders")
     return Inputs(raw, run.preprocess(raw.to(run.device)), [Path(f).stem for f in files])
@@ -64,12 +67,13 @@ def parse_target(run: Any, target: str | None) -> int | None:
 
 def default_layer(run: Any, inputs: Inputs | None = None) -> str:
     """The layer to explain when none is given: the coarsest useful feature map (see last_spatial_layer)."""
-    x = inputs.x[:1] if inputs is not None else _probe(run)
+    x = inputs.x[:1] if inputs is not None else probe(run)
     return last_spatial_layer(run.model, x)
 
 
-def _probe(run: Any) -> torch.Tensor:
-    raw = torch.full((1, run.in_channels, *run.image_size), 128, dtype=torch.uint8)
+def probe(run: Any) -> torch.Tensor:
+    """One mid-grey input of the run's training input size, preprocessed."""
+    raw = torch.full((1, run.in_channels, *run.input_size), 128, dtype=torch.uint8)
     return run.preprocess(raw.to(run.device))
 
 
@@ -86,27 +90,18 @@ def explain_cams(run: Any, inputs: Inputs, layer: str, method: str, target: int 
     """One overlay PNG per input (image | heat map over it); rows with prediction and target."""
     from cnnlab.render.overlays import save_overlay
 
-    result = compute_cam(run.model, inputs.x, layer, target=target, method=method)
-    probs = _class_probabilities(run, result.output)
+    with torch.no_grad():
+        outputs = run.model(inputs.x).float()
+    cam_target, picks = run.task.cam_target(outputs, target)
+    result = compute_cam(run.model, inputs.x, layer, target=cam_target, method=method)
     images = display_images(inputs)
     rows = []
     for i, name in enumerate(inputs.names):
-        pred = int(probs[i].argmax())
-        shown = target if target is not None else pred
         path = save_overlay(images[i], result.maps[i].cpu(), out / f"{_slug(name)}_{_slug(method.replace('+', 'p'))}_{_slug(layer)}.png")
         label = _name(run, inputs.labels[i]) if inputs.labels is not None else None
-        rows.append({"input": name, "png": path, "predicted": _name(run, pred),
-                     "probability": float(probs[i, pred]), "target": _name(run, shown), "label": label})
+        rows.append({"input": name, "png": path, "predicted": _name(run, picks[i]["predicted"]),
+                     "probability": picks[i]["probability"], "target": _name(run, picks[i]["target"]), "label": label})
     return rows
-
-
-def _class_probabilities(run: Any, output: torch.Tensor) -> torch.Tensor:
-    """(N, K) class probabilities from a classifier's output; a single logit becomes (1 - p, p)."""
-    probs = run.task.predict(output).float().cpu()
-    if probs.dim() != 2:
-        raise CnnlabError("explain CAMs of a run support classification runs (outputs (N, K)); use the Python API "
-                          "cnnlab.explain.grad_cam with a PixelTarget for segmentation models")
-    return torch.cat([1 - probs, probs], dim=1) if probs.shape[1] == 1 else probs
 
 
 def _name(run: Any, cls: int) -> str:
@@ -160,9 +155,20 @@ def explain_filters(run: Any, layer: str | None, out: Path, count: int = 64, ste
         layer = convs[len(convs) // 2]
     get_layer(run.model, layer)  # an unknown name is reported without the wrapper's "model." prefix
     wrapped = PixelSpace(run)
-    probe = feature_maps(run.model, _probe(run), layer)
-    channels = list(range(min(count, probe.shape[1])))
-    images = visualize_filters(wrapped, f"model.{layer}", channels, steps=steps, size=tuple(run.image_size),
+    maps = feature_maps(run.model, probe(run), layer)
+    channels = list(range(min(count, maps.shape[1])))
+    images = visualize_filters(wrapped, f"model.{layer}", channels, steps=steps, size=tuple(run.input_size),
                                seed=seed, method=method, in_channels=run.in_channels)
     path = save_atlas(images, out / f"filters_{_slug(layer)}_{method}.png")
     return {"png": path, "layer": layer, "channels": channels, "images": images}
+
+
+def inputs_from_split(run: Any, split: Any, count: int, index: list[int] | None = None) -> Inputs:
+    """Up to ``count`` items of a Split (or the items at ``index``) as Inputs; items of another size
+    than the first are left out (a batch needs one size). Labels come along where the split has them."""
+    index = list(range(min(count, len(split)))) if index is None else index[:count]
+    sizes = split.sizes()
+    index = [i for i in index if sizes[i] == sizes[index[0]]]
+    raw = torch.stack([split["image"][i] for i in index])
+    labels = [int(split["label"][i]) for i in index] if "label" in split else None
+    return inputs_from_tensor(run, raw, [f"val {i}" for i in index], labels)

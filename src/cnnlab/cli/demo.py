@@ -72,8 +72,9 @@ def demo(out: Path, epochs: int, images: int, size: int, widths: str, precision:
 
     from rich.console import Console
 
-    from cnnlab.cli.evaluate import evaluate_run, print_tables
-    from cnnlab.render.report import write_report
+    from cnnlab.app.evaluate import evaluate_run
+    from cnnlab.app.report import write_report
+    from cnnlab.cli.evaluate import print_tables
     from cnnlab.train.runner import fit
 
     console = Console(stderr=True, soft_wrap=True)

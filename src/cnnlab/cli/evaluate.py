@@ -1,5 +1,5 @@
-"""`cnnlab eval RUN --data SPEC [--json]`: a run's loss, top-1/top-5, per-class precision/recall and
-confusion matrix on a data spec."""
+"""`cnnlab eval RUN --data SPEC [--json]`: a run's metrics on a data spec (its task's: top-1 and
+per-class precision/recall, mIoU and per-class IoU, PSNR/SSIM beside bicubic's), with its plots."""
 
 from __future__ import annotations
 
@@ -10,53 +10,10 @@ from typing import Any
 import click
 
 
-def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size: int = 256,
-                 device: str = "cpu", limit: int | None = None) -> tuple[dict[str, Any], Any]:
-    """Evaluate ``run_dir`` on ``spec``; returns (metrics as a JSON-ready dict, the filled meter).
-
-    ``split='auto'`` evaluates the held-out validation split when ``spec`` is the data the run was
-    trained on (the same split, from the same seed) and every example of any other spec.
-    """
-    import torch
-
-    from cnnlab.data import load_data
-    from cnnlab.errors import CnnlabError
-    from cnnlab.train.loop import evaluate
-    from cnnlab.train.precision import make_precision
-
-    if batch_size < 1:
-        raise CnnlabError(f"--batch-size must be at least 1, got {batch_size}")
-    from cnnlab.train.run import load_run
-
-    run = load_run(run_dir, device)
-    train_cfg = run.config["train"]
-    same_data = str(spec) == run.config["data"]["spec"]
-    if limit is None and same_data:
-        limit = train_cfg.get("limit")  # the run's own subset, so 'val' is the split it held out
-    bundle = load_data(spec, run.config["task"], val_split=train_cfg["val_split"], seed=train_cfg["seed"],
-                       image_size=run.image_size, limit=limit)
-    if list(bundle.class_names) != run.class_names:
-        raise CnnlabError(f"--data {spec} has classes {bundle.class_names}, the run was trained on "
-                          f"{run.class_names}; evaluate on data with the same classes")
-    if bundle.in_channels != run.in_channels:
-        raise CnnlabError(f"--data {spec} has {bundle.in_channels} channel(s), the run expects {run.in_channels}")
-    if split == "auto":
-        split = "val" if same_data else "all"
-    parts = {"val": [bundle.val], "train": [bundle.train], "all": [bundle.train, bundle.val]}[split]
-    x = torch.cat([p.x for p in parts])
-    y = torch.cat([p.y for p in parts])
-    if len(x) == 0:
-        raise CnnlabError(f"the {split!r} split of --data {spec} is empty; pass --split all")
-    precision = make_precision("fp32", device, channels_last=False)
-    meter = evaluate(run.model, run.task, x, y, run.preprocess, precision, batch_size, len(run.class_names))
-    result: dict[str, Any] = {"run": str(run_dir), "data": str(spec), "split": split, "examples": len(x)}
-    result.update(meter.compute())
-    per_class = getattr(meter, "per_class", None)
-    if per_class is not None:
-        stats = per_class()
-        result["per_class"] = {name: {k: stats[k][i] for k in stats} for i, name in enumerate(run.class_names)}
-        result["confusion"] = meter.confusion.tolist()
-    return result, meter
+def _cell(value: float) -> str:
+    if value != value:  # NaN: the class is absent from the data and the predictions
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) and not value.is_integer() else f"{int(value)}"
 
 
 def print_tables(result: dict[str, Any], class_names: list[str]) -> None:
@@ -75,11 +32,14 @@ def print_tables(result: dict[str, Any], class_names: list[str]) -> None:
     if "per_class" not in result:
         return
     per = Table(title="per class")
-    for col in ("class", "precision", "recall", "support"):
+    columns = list(next(iter(result["per_class"].values()), {}))
+    for col in ("class", *columns):
         per.add_column(col, justify="left" if col == "class" else "right")
     for name, row in result["per_class"].items():
-        per.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{int(row['support'])}")
+        per.add_row(name, *(_cell(row[c]) for c in columns))
     console.print(per)
+    if "confusion" not in result:
+        return
     cm = Table(title="confusion matrix (rows: true, columns: predicted)")
     cm.add_column("")
     for name in class_names:
@@ -102,8 +62,11 @@ def print_tables(result: dict[str, Any], class_names: list[str]) -> None:
 @click.option("--limit", type=int, help="Evaluate at most this many images.")
 def evaluate(run: Path, spec: str, split: str, as_json: bool, plot: Path | None, batch_size: int, device: str,
              limit: int | None) -> None:
-    """Evaluate the run directory RUN on --data: loss, top-1/top-5, per-class precision/recall and
-    the confusion matrix (printed and written as an image)."""
+    """Evaluate the run directory RUN on --data with its task's metrics (classify: top-1/top-5 and
+    per-class precision/recall; segment: mIoU, pixel accuracy and per-class IoU; superres: PSNR/SSIM
+    on Y beside bicubic's), printed, and the confusion matrix written as an image where there is one."""
+    from cnnlab.app.evaluate import evaluate_run
+
     result, meter = evaluate_run(run, spec, split, batch_size, device, limit)
     names = list(result.get("per_class", {}))
     if "confusion" in result:

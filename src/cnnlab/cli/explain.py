@@ -40,9 +40,9 @@ def explain(run_dir: str, inputs: tuple[str, ...], method: str, layer: str | Non
     cnnlab explain runs/shapes img/ --method activations --layer stages.1
     cnnlab explain runs/shapes --method filters --layer stages.0.main.0.conv.pointwise
     """
+    from cnnlab.app import explain as runs
     from cnnlab.errors import CnnlabError
-    from cnnlab.explain import runs
-    from cnnlab.train import load_run
+    from cnnlab.rundir import load_run
 
     run = load_run(run_dir, device)
     if list_layers:
@@ -73,14 +73,14 @@ def _print_layers(run) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.table import Table
 
+    from cnnlab.app.explain import probe
     from cnnlab.explain import list_layers
-    from cnnlab.explain.runs import _probe
 
     table = Table(title=f"layers of {run.config['model']['name']} for a 1x{run.in_channels}x"
-                        f"{run.image_size[0]}x{run.image_size[1]} input")
+                        f"{run.input_size[0]}x{run.input_size[1]} input")
     for column in ("layer", "type", "output shape", "CAM"):
         table.add_column(column)
-    for info in list_layers(run.model, _probe(run)):
+    for info in list_layers(run.model, probe(run)):
         shape = "x".join(map(str, info.output_shape)) if info.output_shape else "-"
         table.add_row(info.name, info.type, shape, "yes" if info.spatial else "")
     Console().print(table)

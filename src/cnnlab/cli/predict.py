@@ -1,4 +1,5 @@
-"""`cnnlab predict RUN INPUT...`: the top-k classes, with probabilities, of image files or folders."""
+"""`cnnlab predict RUN INPUT... [--out DIR]`: what the run's task predicts for image files or folders
+(top-k classes; masks with overlays; upscaled images)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,14 @@ from typing import Any
 import click
 
 
-def predict_files(run_dir: str | Path, inputs: list[str], top_k: int = 3, device: str = "cpu",
-                  batch_size: int = 64) -> list[dict[str, Any]]:
-    """One dict per readable image: its path and the top-k (class, probability) pairs, best first."""
-    import torch
-
-    from cnnlab.data import load_images
-    from cnnlab.train.run import load_run
+def predict_files(run_dir: str | Path, inputs: list[str], out: Path | None = None, device: str = "cpu",
+                  **options: Any) -> list[dict[str, Any]]:
+    """One row per readable input, made by the run's task (classify: top-k classes; segment: mask and
+    overlay PNGs; superres: the upscaled PNG). ``options`` are the task's predict options."""
+    from cnnlab.rundir import load_run
 
     run = load_run(run_dir, device)
-    x, paths = load_images(inputs, image_size=run.image_size, in_channels=run.in_channels)
-    rows = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            probs = run.task.predict(run.model(run.preprocess(x[i:i + batch_size].to(run.device)))).cpu()
-            values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
-            for j in range(len(probs)):
-                top = [{"class": run.class_names[int(c)], "probability": round(float(p), 6)}
-                       for p, c in zip(values[j], indices[j], strict=True)]
-                rows.append({"path": str(paths[i + j]), "top": top})
-    return rows
+    return run.task.predict_files(run, inputs, out, options)
 
 
 def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
@@ -76,25 +65,47 @@ def output_path(out: Path, fmt: str) -> tuple[Path, str]:
 @click.command("predict")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--top-k", type=int, default=3, show_default=True, help="How many classes to list per image.")
+@click.option("--top-k", type=int, help="classify: how many classes to list per image.  [default: 3]")
+@click.option("--tile", type=int, help="superres: tile size in input pixels (bounded memory).  [default: 256]")
+@click.option("--overlap", type=int, help="superres: context pixels around each tile.  [default: 16]")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path),
-              help="Write the predictions to this .csv/.json file, or into this folder as predictions.<format>.")
+              help="classify: a .csv/.json file, or a folder for predictions.<format>; segment/superres: the "
+                   "folder for the output images (required).")
 @click.option("--device", default="cpu", show_default=True)
-def predict(run: Path, inputs: tuple[str, ...], top_k: int, fmt: str, out: Path | None, device: str) -> None:
-    """Predict the classes of INPUT image files or folders with the run directory RUN."""
-    from cnnlab.errors import CnnlabError
+def predict(run: Path, inputs: tuple[str, ...], top_k: int | None, tile: int | None, overlap: int | None, fmt: str,
+            out: Path | None, device: str) -> None:
+    """Predict INPUT image files or folders with the run directory RUN.
 
-    if top_k < 1:
-        raise CnnlabError("--top-k must be at least 1")
-    target = output_path(out, fmt) if out is not None else None  # a bad --out fails before the work
-    rows = predict_files(run, list(inputs), top_k, device)
+    \b
+    cnnlab predict runs/shapes photo.png                  (classify: top-3 classes)
+    cnnlab predict runs/camvid frames/ --out masks        (segment: <stem>.png mask + overlay)
+    cnnlab predict runs/sr3 small.png --out big           (superres: <stem>.png, 3x larger)
+    """
+    from cnnlab.rundir import load_run
+
+    options = {k: v for k, v in (("top_k", top_k), ("tile", tile), ("overlap", overlap)) if v is not None}
+    loaded = load_run(run, device)
+    if not loaded.task.writes_images:
+        target = output_path(out, fmt) if out is not None else None  # a bad --out fails before the work
+        rows = loaded.task.predict_files(loaded, list(inputs), None, options)
+        _write_classes(rows, target, fmt)
+        return
+    rows = loaded.task.predict_files(loaded, list(inputs), out, options)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['path']} -> {', '.join(str(v) for k, v in row.items() if k in ('mask', 'overlay', 'output'))}")
+    click.echo(f"wrote predictions for {len(rows)} image(s) into {out}", err=True)
+
+
+def _write_classes(rows: list[dict[str, Any]], target: tuple[Path, str] | None, fmt: str) -> None:
     if target is not None:
-        from cnnlab.train.checkpoint import atomic_write
+        from cnnlab.files import write_text
 
         path, file_fmt = target
-        text = format_rows(rows, file_fmt)
-        atomic_write(path, lambda p: p.write_text(text))
+        write_text(path, format_rows(rows, file_fmt))
         click.echo(f"wrote {len(rows)} predictions to {path}", err=True)
         return
     if fmt == "table":

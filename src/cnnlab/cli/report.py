@@ -13,14 +13,15 @@ import click
 @click.option("--samples", default=8, show_default=True, help="How many sample images to show.")
 @click.option("--device", default="cpu", show_default=True, help="torch device to run on.")
 def report(run_dir: str, out: str | None, inputs: tuple[str, ...], samples: int, device: str) -> None:
-    """Write RUN's learning curves, confusion matrix, sample predictions with Grad-CAM overlays,
-    feature maps and a filter atlas into ONE HTML file with every image embedded.
+    """Write RUN's learning curves, its task's plots and sample predictions (Grad-CAM overlays, masks
+    or super-resolved crops), feature maps and a filter atlas into ONE HTML file with every image
+    embedded.
 
     \b
     cnnlab report runs/shapes
     cnnlab report runs/shapes --out shapes.html --inputs photos/
     """
-    from cnnlab.render.report import write_report
+    from cnnlab.app.report import write_report
 
     path = write_report(run_dir, out, list(inputs) or None, samples=samples, device=device)
     click.echo(f"report: {path}")

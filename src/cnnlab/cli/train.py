@@ -44,13 +44,47 @@ def build_config(task: str, options: dict[str, Any], resume: bool) -> Any:
         from cnnlab.train.recipes import get_recipe
 
         base = apply_overrides(base, get_recipe(recipe), f"recipe {recipe!r}")
+    for key in ("task_options", "data_options"):  # an option given on the command line joins the recipe's
+        if key in given:
+            given[key] = {**getattr(base, key), **given[key]}
     return dataclasses.replace(base, **given)
+
+
+#: CLI options that belong to the task (checked by the task: `--scale` on classify is an error)
+TASK_FLAGS = ("label_smoothing", "scale", "patch", "dice")
+#: CLI options that say how the data is read (checked by the loader)
+DATA_FLAGS = ("mask_values", "void_value")
+
+
+def split_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Move the task's and the data's own options into ``task_options`` / ``data_options``."""
+    task = {k: options.pop(k) for k in TASK_FLAGS if options.get(k) is not None}
+    data = {k: options.pop(k) for k in DATA_FLAGS if options.get(k) is not None}
+    for k in (*TASK_FLAGS, *DATA_FLAGS):
+        options.pop(k, None)
+    if "mask_values" in data:
+        data["mask_values"] = parse_int_list(data["mask_values"], "--mask-values")
+    if task:
+        options["task_options"] = task
+    if data:
+        options["data_options"] = data
+    return options
+
+
+def parse_int_list(text: str, option: str) -> list[int]:
+    """'0,255' -> [0, 255]."""
+    from cnnlab.errors import CnnlabError
+
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CnnlabError(f"{option} {text!r} must be integers separated by commas, for example {option} 0,255") from None
 
 
 @click.command("train")
 @click.argument("task")
 @click.option("--data", help="Data spec: a folder, an .npz file, builtin:NAME or a named dataset.")
-@click.option("--model", help="Registered model name (see `cnnlab models list`).")
+@click.option("--model", help="Registered model name (see `cnnlab models list`).  [default: the task's]")
 @click.option("--out", required=True, help="Run directory to create (or continue with --resume).")
 @click.option("--epochs", type=int, help="Train until this many epochs are done.  [default: 10]")
 @click.option("--batch-size", type=int, help="Batch size per process.  [default: 64]")
@@ -75,7 +109,13 @@ def build_config(task: str, options: dict[str, Any], resume: bool) -> Any:
               help="Keep an EMA of the weights and pull the net onto it every 5 steps (airbench).  [default: off]")
 @click.option("--tta", type=click.Choice(["none", "flip", "flip-translate"]),
               help="Test-time augmentation of the final evaluation, reported as val_tta_*.  [default: none]")
-@click.option("--label-smoothing", type=float, help="Label smoothing for classification.  [default: 0]")
+@click.option("--label-smoothing", type=float, help="classify: label smoothing.  [default: 0]")
+@click.option("--scale", type=int, help="superres: upscaling factor 2, 3 or 4.  [default: 2]")
+@click.option("--patch", type=int,
+              help="segment/superres: training crop size in target pixels.  [default: 256 segment, 96 superres]")
+@click.option("--dice", type=float, help="segment: weight of the Dice loss added to cross-entropy.  [default: 0]")
+@click.option("--mask-values", help="segment: mask file values of classes 0, 1, ... in order, e.g. 0,255.")
+@click.option("--void-value", type=int, help="segment: mask file value of void pixels (ignored), e.g. 11.")
 @click.option("--augment", type=click.Choice(["auto", "none", "flip", "crop", "flip-crop"]),
               help="Training augmentation.  [default: auto]")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
@@ -89,7 +129,12 @@ def build_config(task: str, options: dict[str, Any], resume: bool) -> Any:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(task: str, model_args: tuple[str, ...], compile_: bool | None, resume: bool, quiet: bool,
           **options: Any) -> None:
-    """Train a model for TASK (classify, ...) on --data into the run directory --out.
+    """Train a model for TASK (classify, segment, superres) on --data into the run directory --out.
+
+    \b
+    cnnlab train classify --data photos/ --out runs/photos
+    cnnlab train segment --data camvid/ --void-value 11 --out runs/camvid
+    cnnlab train superres --data photos/ --scale 3 --out runs/sr3
 
     Checkpoints are written every epoch; Ctrl-C saves one and says how to continue. Under torchrun
     (RANK / WORLD_SIZE set) it trains with DistributedDataParallel.
@@ -98,6 +143,7 @@ def train(task: str, model_args: tuple[str, ...], compile_: bool | None, resume:
 
     get_task(task)  # an unknown or unbuilt task fails before any data is loaded
     options["compile"] = compile_
+    split_options(options)
     if model_args:
         options["model_kwargs"] = parse_model_args(model_args)
     cfg = build_config(task, options, resume)
@@ -119,6 +165,8 @@ def print_summary(console: Any, result: Any) -> None:
     final = "  ".join(f"{k} {v:.4f}" for k, v in result.final.items())
     run = result.run_dir
     console.print(f"[bold]done[/]: {len(result.history)} epochs  {final}")
-    console.print(f"run directory: {run}  (config.json, model.safetensors, metrics.jsonl, curves.png, confusion.png)")
+    files = ", ".join(sorted(p.name for p in run.iterdir() if p.suffix in (".json", ".safetensors", ".jsonl", ".png")
+                             and p.name not in ("state.json", "state.safetensors")))
+    console.print(f"run directory: {run}  ({files})")
     console.print(f"next: cnnlab eval {run} --data SPEC  |  cnnlab predict {run} IMAGE...  |  "
                   f"cnnlab export {run} --format onnx")

@@ -1,58 +1,173 @@
-"""The in-memory dataset types every loader returns: ImageData (one split) and DataBundle (both splits).
+"""The in-memory dataset types every loader returns: Split (one split as named fields) and DataBundle.
 
-Images stay uint8 NCHW tensors at one fixed size per dataset: 50,000 CIFAR images are 150 MB that way
-(600 MB as float32), and batches are augmented on whole tensors (see ``cnnlab.data.transforms``).
+A Split holds N items under named fields (``image``, ``label``, ``mask``, later ``boxes``, ``wave``,
+``dct``). Each field is either one stacked tensor (N, ...) when every item has the same shape (50,000
+CIFAR images are 150 MB as one uint8 tensor, and batches are augmented on whole tensors), or a list of
+N tensors when sizes differ (photos for super-resolution, CamVid frames at their own size). A field's
+*kind* says how paired transforms treat it: ``image`` uint8 (C, H, W) items, ``mask`` uint8 (H, W)
+per-pixel classes (IGNORE = void), ``label`` one int64 per item.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+#: the mask value that losses and metrics ignore (void / unlabelled pixels)
+IGNORE = 255
+KINDS = ("image", "mask", "label")
+#: the kind of a field when the loader does not say (a field's name is its kind for the common ones)
+DEFAULT_KINDS = {"image": "image", "mask": "mask", "label": "label", "target": "image"}
 
-@dataclass(frozen=True)
-class ImageData:
-    """One split: ``x`` uint8 (N, C, H, W); ``y`` int64 targets ((N,) class indices for ``classify``,
-    (N, H, W) masks for ``segment``); ``mask`` optional uint8 (N, H, W) per-pixel labels of the
-    same images (0 = background, k + 1 = class k, 255 = ignore) for localisation checks."""
+Field = torch.Tensor | list[torch.Tensor]
 
-    x: torch.Tensor
-    y: torch.Tensor
-    mask: torch.Tensor | None = None
 
-    def __post_init__(self) -> None:
+def _count(values: Field) -> int:
+    return len(values)
+
+
+def _item_shape(values: Field, i: int) -> tuple[int, ...]:
+    return tuple(values[i].shape)
+
+
+class Split:
+    """One split: named fields of ``len(split)`` items each (see the module doc)."""
+
+    def __init__(self, fields: Mapping[str, Field], kinds: Mapping[str, str] | None = None) -> None:
+        if "image" not in fields:
+            raise ValueError(f"a Split needs an 'image' field, got fields {sorted(fields)}")
+        self.fields: dict[str, Field] = dict(fields)
+        self.kinds: dict[str, str] = {name: (kinds or {}).get(name, DEFAULT_KINDS.get(name, "label"))
+                                      for name in self.fields}
+        self._check()
+
+    def _check(self) -> None:
         # Catch a malformed split where it is built, not three modules later in the training loop.
-        if self.x.dtype != torch.uint8 or self.x.ndim != 4:
-            raise ValueError(f"ImageData.x must be uint8 (N, C, H, W), got {self.x.dtype} {tuple(self.x.shape)}")
-        if self.y.dtype != torch.int64 or len(self.y) != len(self.x):
-            raise ValueError(f"ImageData.y must be int64 with {len(self.x)} rows, got {self.y.dtype} {tuple(self.y.shape)}")
-        if self.mask is not None and self.mask.shape != (len(self.x), *self.x.shape[2:]):
-            raise ValueError(f"ImageData.mask must be (N, H, W) = {(len(self.x), *self.x.shape[2:])}, got {tuple(self.mask.shape)}")
+        n = _count(self.fields["image"])
+        for name, values in self.fields.items():
+            kind = self.kinds[name]
+            if kind not in KINDS:
+                raise ValueError(f"field {name!r} has unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+            if _count(values) != n:
+                raise ValueError(f"field {name!r} has {_count(values)} items, 'image' has {n}")
+            if kind == "image" and not _all(values, lambda t: t.dtype == torch.uint8 and t.dim() == 3):
+                raise ValueError(f"field {name!r} must hold uint8 (C, H, W) images, got {_describe(values)}")
+            if kind == "label" and not (isinstance(values, torch.Tensor) and values.dtype == torch.int64
+                                        and values.dim() == 1):
+                raise ValueError(f"field {name!r} must be int64 (N,) labels, got {_describe(values)}")
+            if kind == "mask":
+                for i in range(n):
+                    if _item_shape(values, i) != _item_shape(self.fields["image"], i)[1:]:
+                        raise ValueError(f"field {name!r} item {i} is {_item_shape(values, i)}, its image is "
+                                         f"{_item_shape(self.fields['image'], i)}: masks must be (H, W) of the image")
 
     def __len__(self) -> int:
-        return len(self.x)
+        return _count(self.fields["image"])
 
-    def take(self, index: torch.Tensor | slice) -> ImageData:
-        """The rows at ``index`` (a slice, int64 indices or a bool mask) as a new ImageData."""
-        return ImageData(self.x[index], self.y[index], None if self.mask is None else self.mask[index])
+    def __contains__(self, name: str) -> bool:
+        return name in self.fields
+
+    def __getitem__(self, name: str) -> Field:
+        return self.fields[name]
+
+    def take(self, index: torch.Tensor | slice) -> Split:
+        """The items at ``index`` (a slice, int64 indices or a bool mask) as a new Split."""
+        return Split({name: _take(values, index) for name, values in self.fields.items()}, self.kinds)
+
+    def stacked(self, name: str = "image") -> bool:
+        """True when field ``name`` is one tensor (every item the same shape)."""
+        return isinstance(self.fields[name], torch.Tensor)
+
+    def sizes(self) -> list[tuple[int, int]]:
+        """(H, W) of every image."""
+        images = self.fields["image"]
+        if isinstance(images, torch.Tensor):
+            return [tuple(images.shape[-2:])] * len(images)  # type: ignore[list-item]
+        return [tuple(t.shape[-2:]) for t in images]  # type: ignore[misc]
+
+    # Shorthands for the classification fields, which most code and tests read.
+    @property
+    def x(self) -> Field:
+        return self.fields["image"]
+
+    @property
+    def y(self) -> torch.Tensor:
+        return self.fields["label"]  # type: ignore[return-value]
+
+    @property
+    def mask(self) -> Field | None:
+        return self.fields.get("mask")
+
+
+def _all(values: Field, ok: Any) -> bool:
+    if isinstance(values, torch.Tensor):
+        return values.dim() >= 1 and (len(values) == 0 or ok(values[0]))
+    return all(ok(t) for t in values)
+
+
+def _describe(values: Field) -> str:
+    if isinstance(values, torch.Tensor):
+        return f"{values.dtype} {tuple(values.shape)}"
+    return f"a list of {len(values)} tensors" + (f" (first {values[0].dtype} {tuple(values[0].shape)})" if values else "")
+
+
+def _take(values: Field, index: torch.Tensor | slice) -> Field:
+    if isinstance(values, torch.Tensor):
+        return values[index]
+    if isinstance(index, slice):
+        return values[index]
+    if index.dtype == torch.bool:
+        index = index.nonzero().flatten()
+    return [values[i] for i in index.tolist()]
+
+
+def stack_or_list(items: list[torch.Tensor]) -> Field:
+    """One tensor when every item has the same shape, else the list itself."""
+    if items and all(t.shape == items[0].shape for t in items):
+        return torch.stack(items)
+    return items
+
+
+def ImageData(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> Split:  # noqa: N802
+    """A classification split: ``x`` uint8 (N, C, H, W), ``y`` int64 (N,) class indices, optional
+    ``mask`` uint8 (N, H, W) per-pixel labels of the same images (0 = background, k + 1 = class k,
+    255 = ignore) for localisation checks. Raises ValueError on a malformed split."""
+    if x.dtype != torch.uint8 or x.ndim != 4:
+        raise ValueError(f"ImageData.x must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+    if y.dtype != torch.int64 or len(y) != len(x):
+        raise ValueError(f"ImageData.y must be int64 with {len(x)} rows, got {y.dtype} {tuple(y.shape)}")
+    if mask is not None and mask.shape != (len(x), *x.shape[2:]):
+        raise ValueError(f"ImageData.mask must be (N, H, W) = {(len(x), *x.shape[2:])}, got {tuple(mask.shape)}")
+    fields: dict[str, Field] = {"image": x, "label": y}
+    if mask is not None:
+        fields["mask"] = mask
+    return Split(fields)
 
 
 @dataclass(frozen=True)
 class DataBundle:
-    """What ``load_data`` returns: both splits plus what a run must remember to preprocess new images
-    the same way (``in_channels``, ``image_size`` as (H, W)) and to name its outputs (``class_names``).
-    ``meta`` holds loader facts worth recording in a run's config (source, skipped files, split rule)."""
+    """What ``load_data`` returns: both splits plus what a run must remember to preprocess new inputs
+    the same way (``in_channels``, ``image_size`` as (H, W), None when sizes vary) and to name its
+    outputs (``class_names``, empty where a task has no classes). ``meta`` holds loader facts worth
+    recording in a run's config (source, skipped files, split rule)."""
 
-    train: ImageData
-    val: ImageData
+    train: Split
+    val: Split
     class_names: list[str]
     in_channels: int
-    image_size: tuple[int, int]
+    image_size: tuple[int, int] | None
     spec: str
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The data facts a task and a run directory need (JSON-ready): classes, channels, size."""
+        size = None if self.image_size is None else list(self.image_size)
+        return {"class_names": list(self.class_names), "in_channels": self.in_channels, "image_size": size}

@@ -12,16 +12,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from cnnlab.data.arrays import load_npz, resize_batch, split_arrays
-from cnnlab.data.bundle import DataBundle, ImageData
+from cnnlab.data.bundle import DataBundle, ImageData, Split
 from cnnlab.data.split import check_val_split
 from cnnlab.errors import CnnlabError, did_you_mean
 
 NAMED = ("cifar10", "cifar10:train", "cifar10:test")
-TASKS = ("classify", "segment")
 
 ACCEPTED = ("a folder (root/<class>/<image> or root/train|val/<class>/<image>), a .npz file (x, y, class_names), "
             "builtin:NAME (builtin:shapes, builtin:shapes?n=2000&size=64), or cifar10 / cifar10:test")
@@ -80,45 +80,101 @@ def _image_size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | N
     return size  # type: ignore[return-value]
 
 
+def data_layout(task: str) -> str:
+    """The data layout task ``task`` reads: 'labels' (class trees), 'masks' (images + masks) or 'images'."""
+    from cnnlab.tasks import get_task
+
+    return get_task(task).data_layout
+
+
 def load_data(spec: str | os.PathLike, task: str = "classify", *, val_split: float = 0.1, seed: int = 0,
               image_size: int | tuple[int, int] | None = None, strict: bool = False,
-              cache_dir: str | os.PathLike | None = None, limit: int | None = None) -> DataBundle:
-    """Load a data spec into memory as uint8 tensors, split into train and val.
+              cache_dir: str | os.PathLike | None = None, limit: int | None = None,
+              options: dict[str, Any] | None = None) -> DataBundle:
+    """Load a data spec into memory as uint8 tensors, split into train and val, in the layout that
+    ``task`` reads (its ``data_layout``: class labels, image + mask pairs, or plain images).
 
-    ``val_split`` (stratified, deterministic from ``seed``) applies where the source has no own
-    validation split. ``image_size`` (int or (H, W)) resizes every image; ``None`` keeps array sizes and
-    picks a size for folders (see ``cnnlab.data.folder``). ``strict`` turns skipped unreadable images
-    into errors. ``limit`` (for quick runs and tests) caps every source (train pool, val folder) at that
-    many images, a balanced subset (the first images of each class in source order), before splitting.
+    ``val_split`` (stratified by class for labels, deterministic from ``seed``) applies where the source
+    has no own validation split. ``image_size`` (int or (H, W)) resizes every image; ``None`` keeps
+    array sizes, picks a size for class folders (see ``cnnlab.data.folder``) and keeps each image's own
+    size for mask and plain-image folders. ``strict`` turns skipped unreadable images into errors.
+    ``limit`` (for quick runs and tests) caps every source at that many images before splitting.
+    ``options`` are the layout's own reading options (masks: ``mask_values``, ``void_value``).
     ``cache_dir`` is where downloads live (default ``$CNNLAB_CACHE`` or ``~/.cache/cnnlab``).
     """
-    if task not in TASKS:
-        raise CnnlabError(f"task {task!r} has no data loader here{did_you_mean(task, TASKS)}; "
-                          f"load_data supports: {', '.join(TASKS)}")
+    layout = data_layout(task)
     check_val_split(val_split)
     if limit is not None and limit < 1:  # else builtin data reports it as its own option n
         raise CnnlabError(f"limit={limit} must be at least 1 image (or None for all of them)")
     size = _image_size(image_size)
     parsed = parse_spec(spec)
-    if task == "segment" and parsed.kind != "builtin":
-        raise CnnlabError(f"task 'segment' needs masks; {parsed.kind} specs hold class labels only: use builtin:shapes")
+    options = dict(options or {})
+    if options and layout != "masks":
+        raise CnnlabError(f"data option(s) {sorted(options)} apply to mask data (task segment) only; drop them")
     if parsed.kind == "builtin":
-        return _builtin(parsed, str(spec), task, val_split, seed, size, limit)
+        return _builtin(parsed, str(spec), layout, val_split, seed, size, limit)
+    if layout == "masks":
+        return _masks(parsed, str(spec), val_split, seed, size, strict, limit, options)
+    if layout == "images":
+        return _images(parsed, str(spec), val_split, seed, size, strict, limit, cache_dir)
+    return _labels(parsed, str(spec), val_split, seed, size, strict, limit, cache_dir)
+
+
+def _labels(parsed: Spec, spec: str, val_split: float, seed: int, size: tuple[int, int] | None, strict: bool,
+            limit: int | None, cache_dir: str | os.PathLike | None) -> DataBundle:
     if parsed.kind == "npz":
         x, y, names, val = load_npz(Path(parsed.name), limit)
-        return _arrays(str(spec), x, y, names, val, val_split, seed, size, limit, {"source": "npz"})
+        return _arrays(spec, x, y, names, val, val_split, seed, size, limit, {"source": "npz"})
     if parsed.kind == "named":
         from cnnlab.data.cifar10 import load_cifar10
 
         x, y, names, test = load_cifar10(cache_dir)
         if parsed.name == "cifar10:test":  # evaluation spec: val is the official test set, train is empty
-            return _arrays(str(spec), x[:0], y[:0], names, test, 0.0, seed, size, limit,
+            return _arrays(spec, x[:0], y[:0], names, test, 0.0, seed, size, limit,
                            {"source": "cifar10", "split": "official test batch"})
-        return _arrays(str(spec), x, y, names, None, val_split, seed, size, limit, {"source": "cifar10"})
+        return _arrays(spec, x, y, names, None, val_split, seed, size, limit, {"source": "cifar10"})
     from cnnlab.data.folder import load_folder
 
-    return load_folder(Path(parsed.name), spec=str(spec), val_split=val_split, seed=seed, image_size=size,
-                       strict=strict, limit=limit)
+    root = Path(parsed.name)
+    from cnnlab.data.segmentation import find_pair_folders
+
+    if find_pair_folders(root) is not None:
+        raise CnnlabError(f"{root} holds images with masks (an image folder and a mask folder), not one folder "
+                          "per class; train it with `cnnlab train segment`")
+    return load_folder(root, spec=spec, val_split=val_split, seed=seed, image_size=size, strict=strict, limit=limit)
+
+
+def _masks(parsed: Spec, spec: str, val_split: float, seed: int, size: tuple[int, int] | None, strict: bool,
+           limit: int | None, options: dict[str, Any]) -> DataBundle:
+    from cnnlab.data import segmentation
+
+    if parsed.kind == "named":
+        raise CnnlabError(f"{parsed.name} holds class labels, not masks; task segment needs image + mask pairs: "
+                          "a folder with images/ and masks/, an .npz with x and mask, or builtin:shapes")
+    if parsed.kind == "npz":
+        return segmentation.load_mask_npz(Path(parsed.name), spec=spec, val_split=val_split, seed=seed,
+                                          image_size=size, limit=limit, **options)
+    return segmentation.load_mask_folder(Path(parsed.name), spec=spec, val_split=val_split, seed=seed,
+                                         image_size=size, strict=strict, limit=limit, **options)
+
+
+def _images(parsed: Spec, spec: str, val_split: float, seed: int, size: tuple[int, int] | None, strict: bool,
+            limit: int | None, cache_dir: str | os.PathLike | None) -> DataBundle:
+    from cnnlab.data import plain
+
+    if parsed.kind == "named":
+        from cnnlab.data.cifar10 import load_cifar10
+
+        x, _, _, test = load_cifar10(cache_dir)
+        if parsed.name == "cifar10:test":
+            return plain.from_tensor(test[0], spec, 0.0, seed, size, limit, {"source": "cifar10", "split": "test"},
+                                     val=test[0])
+        return plain.from_tensor(x, spec, val_split, seed, size, limit, {"source": "cifar10"})
+    if parsed.kind == "npz":
+        return plain.load_image_npz(Path(parsed.name), spec=spec, val_split=val_split, seed=seed, image_size=size,
+                                    limit=limit)
+    return plain.load_image_folder(Path(parsed.name), spec=spec, val_split=val_split, seed=seed, image_size=size,
+                                   strict=strict, limit=limit)
 
 
 def _arrays(spec: str, x: torch.Tensor, y: torch.Tensor, names: list[str],
@@ -138,7 +194,7 @@ def _arrays(spec: str, x: torch.Tensor, y: torch.Tensor, names: list[str],
     return DataBundle(train, valid, names, int(x.shape[1]), tuple(train.x.shape[-2:]), spec, meta)
 
 
-def _builtin(parsed: Spec, spec: str, task: str, val_split: float, seed: int,
+def _builtin(parsed: Spec, spec: str, layout: str, val_split: float, seed: int,
              size: tuple[int, int] | None, limit: int | None) -> DataBundle:
     from cnnlab.data.builtin import generate, parse_options
 
@@ -153,11 +209,13 @@ def _builtin(parsed: Spec, spec: str, task: str, val_split: float, seed: int,
         options["n"] = min(limit, options["n"])
     x, y, mask, names = generate(parsed.name, options, seed)
     train, valid = split_arrays(x, y, mask, val_split=val_split, seed=seed, limit=None)
-    if task == "segment":  # targets are the masks; class 0 is the background
-        train = ImageData(train.x, train.mask.long(), train.mask)
-        valid = ImageData(valid.x, valid.mask.long(), valid.mask)
-        names = ["background", *names]
     meta = {"source": "builtin", "builtin": parsed.name, "options": options,
             "split": f"stratified val_split={val_split} seed={seed}",
             "mask": "uint8 (N, H, W): 0 background, k + 1 = class k"}
+    if layout == "masks":  # targets are the masks; class 0 is the background
+        train, valid = (Split({"image": s.x, "mask": s.mask}) for s in (train, valid))
+        names = ["background", *names]
+    elif layout == "images":  # the pictures alone (restoration tasks make their own targets)
+        train, valid = (Split({"image": s.x}) for s in (train, valid))
+        names = []
     return DataBundle(train, valid, names, 3, tuple(x.shape[-2:]), spec, meta)

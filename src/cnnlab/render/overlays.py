@@ -40,3 +40,46 @@ def save_signal_overlay(signal: torch.Tensor, cam: torch.Tensor, path: str | Pat
     ax.set_xlabel("time step")
     ax.set_title(title)
     return _figure_to(fig, path)
+
+
+def palette(num_classes: int) -> torch.Tensor:
+    """(K, 3) distinct colours in [0, 1] (matplotlib's tab20, repeated past 20 classes)."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab20"](range(20))[:, :3]
+    return torch.tensor([colours[i % 20] for i in range(num_classes)], dtype=torch.float32)
+
+
+def mask_overlay(image: torch.Tensor, mask: torch.Tensor, num_classes: int, alpha: float = 0.5) -> torch.Tensor:
+    """A (C, H, W) image in [0, 1] with its (H, W) class mask blended over it in class colours: (3, H, W).
+    Pixels outside 0..K-1 (void) are left uncoloured."""
+    image = image.detach().float().cpu()
+    image = image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
+    mask = mask.detach().long().cpu()
+    valid = (mask >= 0) & (mask < num_classes)
+    colours = palette(num_classes)[mask.clamp(0, num_classes - 1)].permute(2, 0, 1)  # (3, H, W)
+    blended = (1 - alpha) * image + alpha * colours
+    return torch.where(valid[None], blended, image).clamp(0, 1)
+
+
+def save_mask_png(mask: torch.Tensor, path: str | Path) -> Path:
+    """A (H, W) class-index mask as a single-channel 8-bit PNG (values are the class indices)."""
+    import numpy as np
+    from PIL import Image
+
+    from cnnlab.files import atomic_write
+
+    array = mask.detach().cpu().numpy().astype(np.uint8)
+    return atomic_write(Path(path), lambda p: Image.fromarray(array, mode="L").save(p, format="PNG"))
+
+
+def save_rgb_png(image: torch.Tensor, path: str | Path) -> Path:
+    """A (C, H, W) image in [0, 1] as an 8-bit PNG at its own size (no enlarging)."""
+    import numpy as np
+    from PIL import Image
+
+    from cnnlab.files import atomic_write
+
+    array = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    pil = Image.fromarray(array[0], "L") if array.shape[0] == 1 else Image.fromarray(np.ascontiguousarray(array.transpose(1, 2, 0)), "RGB")
+    return atomic_write(Path(path), lambda p: pil.save(p, format="PNG"))

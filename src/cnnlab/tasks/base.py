@@ -1,19 +1,41 @@
-"""The Task interface the trainer, eval and predict rely on (one small class per task)."""
+"""The Task interface: everything that differs between tasks, so the engine never asks which task it runs.
+
+A task owns: the model keywords its head needs (from the data's info), how a batch of items becomes
+model inputs and targets (random patches, paired augmentation and degradations drawn from the step's
+seeded generator, so resume stays exact), its loss, its metrics and their direction, its test-time
+augmentation, and how its predictions, plots and report sections are made. The loop, checkpoints,
+precision, DDP and progress only move named fields around.
+
+Batches are dicts of tensors: ``input`` (uint8 images the engine preprocesses and moves to the
+device) and ``target`` (whatever the loss compares the outputs with); a task may add more fields
+(``baseline`` for super-resolution) that its meter reads.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
+from torch import nn
+
+from cnnlab.data.bundle import Split
+
+Batch = dict[str, torch.Tensor]
+#: (fields of a batch, field kinds, generator) -> the fields augmented alike (random parameters drawn once)
+Augment = Callable[[Batch, dict[str, str], torch.Generator], Batch]
 
 
 class Meter(ABC):
     """Accumulates a task's metrics over batches; ``compute()`` returns plain floats."""
 
     @abstractmethod
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
-        """Add one batch: raw model outputs, targets, and the batch's mean loss."""
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
+               batch: Batch | None = None) -> None:
+        """Add one batch: raw model outputs (float), targets, the batch's mean loss, and the whole
+        batch for metrics that need more than the targets (a baseline, the input)."""
 
     @abstractmethod
     def compute(self) -> dict[str, float]:
@@ -29,30 +51,135 @@ class Meter(ABC):
 
 
 class Task(ABC):
-    """What one task means: outputs for N classes, loss, metrics, predictions."""
+    """What one task means; see the module doc. Subclasses take their own options as keywords."""
 
-    name: str = ""
+    name: ClassVar[str] = ""
     #: the metric that the progress bar shows and that 'best' refers to
-    primary_metric: str = "loss"
-    #: True when targets are images or masks that augmentation must transform like the inputs
-    spatial_targets: bool = False
+    primary_metric: ClassVar[str] = "loss"
+    #: metric -> "max" or "min": which way is better (loss and bpp fall; top-1, PSNR and mIoU rise)
+    directions: ClassVar[dict[str, str]] = {"loss": "min"}
+    #: the data layout the task reads: "labels" (class trees), "masks" (image + mask) or "images"
+    data_layout: ClassVar[str] = "labels"
+    #: the model trained when --model is left out
+    default_model: ClassVar[str] = ""
+    #: normalise inputs by the training data's per-channel mean/std; False: the model sees [0, 1]
+    normalize: ClassVar[bool] = True
+    #: test-time augmentations the task can average (see ``forward``)
+    tta_modes: ClassVar[tuple[str, ...]] = ("none",)
+    #: what --augment auto means for this task
+    default_augment: ClassVar[str] = "none"
+    #: the name of the model's output in exported graphs
+    output_name: ClassVar[str] = "logits"
+    #: predictions are image files written into --out (else rows printed as a table / CSV / JSON)
+    writes_images: ClassVar[bool] = False
+    #: evaluate without mixed precision (scores on 8-bit levels, such as PSNR, need fp32 outputs)
+    eval_fp32: ClassVar[bool] = False
+
+    # --- model -----------------------------------------------------------------------------------
+    @abstractmethod
+    def head_kwargs(self, info: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
+        """The model keywords the head needs for data ``info`` (``DataBundle.info``); ``requested``
+        are the user's --model-arg values, which may only ask for what fits (else a CnnlabError)."""
+
+    def check_data(self, info: dict[str, Any], train: Split, val: Split) -> None:  # noqa: B027
+        """Raise a CnnlabError when the data cannot train this task (images smaller than a patch...)."""
 
     @abstractmethod
-    def num_outputs(self, num_classes: int) -> int:
-        """How many output channels the model's head needs for ``num_classes`` classes."""
+    def input_size(self, info: dict[str, Any]) -> tuple[int, int]:
+        """(H, W) of one training input, to check the model fits before anything is written."""
 
+    @abstractmethod
+    def check_output(self, input_size: tuple[int, ...], output_size: tuple[int, ...], kwargs: dict[str, Any]) -> str:
+        """'' when a model with per-example ``output_size`` for ``input_size`` (C, H, W) fits the task;
+        else what the task needs (for the error message)."""
+
+    # --- batches ---------------------------------------------------------------------------------
+    @abstractmethod
+    def train_batch(self, items: Split, generator: torch.Generator, augment: Augment | None) -> Batch:
+        """A training batch from ``items``: patches, augmentation and degradations drawn from
+        ``generator`` (seeded per step), as a dict with at least ``input`` and ``target``."""
+
+    @abstractmethod
+    def eval_batch(self, items: Split) -> Batch:
+        """An evaluation batch of whole items (no randomness)."""
+
+    def eval_batches(self, split: Split, batch_size: int) -> Iterator[Batch]:
+        """Whole items in batches: ``batch_size`` at a time where the images share one size, one at a
+        time where sizes vary."""
+        step = batch_size if split.stacked() else 1
+        for i in range(0, len(split), step):
+            yield self.eval_batch(split.take(slice(i, i + step)))
+
+    # --- loss, metrics, outputs ------------------------------------------------------------------
     @abstractmethod
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The mean training loss of a batch (a scalar tensor)."""
+        """The mean training loss of a batch (a scalar tensor, fp32)."""
 
     @abstractmethod
-    def meter(self, num_classes: int) -> Meter:
-        """A fresh metric accumulator for an evaluation pass."""
+    def meter(self, info: dict[str, Any], training: bool = False) -> Meter:
+        """A fresh metric accumulator (``training``: the cheap subset shown while training)."""
 
     @abstractmethod
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         """Raw model outputs -> the task's prediction (class probabilities, masks, images, ...)."""
 
+    def forward(self, model: nn.Module, inputs: torch.Tensor, tta: str = "none") -> torch.Tensor:
+        """The model's float outputs for ``inputs``, averaged over the test-time augmentation ``tta``."""
+        return model(inputs).float()
+
+    def predict_files(self, run: Any, paths: list[str], out: Path | None, options: dict[str, Any]
+                      ) -> list[dict[str, Any]]:
+        """Predict image files with a loaded run (``cnnlab.rundir.LoadedRun``): one row per input
+        (its ``path`` and what was predicted or written). ``options`` are the ones given on the
+        command line; a task rejects those it does not know."""
+        raise NotImplementedError(f"task {self.name!r} cannot predict files yet")
+
+    def report_samples(self, run: Any, split: Split | None, inputs: Any, source: str, samples: int,
+                       tmp: Path) -> str:
+        """The report's sample section (HTML): predictions on ``samples`` items of ``split`` (the
+        run's validation data) or on ``inputs`` (``cnnlab.app.explain.Inputs`` from --inputs)."""
+        from cnnlab.app import explain as runs
+        from cnnlab.app.report import cam_table
+
+        data = inputs if inputs is not None else runs.inputs_from_split(run, split, samples)
+        return cam_table(run, data, source, tmp)
+
+    def cam_target(self, outputs: torch.Tensor, cls: int | None) -> tuple[Any, list[dict[str, Any]]]:
+        """What a class activation map explains for these outputs: a ``compute_cam`` target, and per
+        image the predicted class, its probability and the class the map is for (``cls`` or a choice)."""
+        from cnnlab.errors import CnnlabError
+
+        raise CnnlabError(f"task {self.name!r} predicts no class to explain with a CAM; use --method "
+                          "activations or --method filters")
+
     def options(self) -> dict[str, Any]:
         """The options this task was built with (recorded in a run's config.json)."""
         return {}
+
+    # --- what users see --------------------------------------------------------------------------
+    def plots(self, run_dir: Path, meter: Meter | None, info: dict[str, Any]) -> list[Path]:
+        """Task-specific images written into the run directory after an evaluation (curves are the
+        engine's)."""
+        return []
+
+    def summary(self, metrics: dict[str, float]) -> str:
+        """One line of the metrics worth printing, with the baseline beside the score where there is one."""
+        shown = [k for k in (self.primary_metric, "loss") if k in metrics]
+        return "  ".join(f"{k} {metrics[k]:.4f}" for k in shown)
+
+
+def better(task: Task, metric: str, a: float, b: float) -> bool:
+    """True when value ``a`` of ``metric`` is better than ``b`` for ``task``."""
+    return a > b if task.directions.get(metric, "max") == "max" else a < b
+
+
+def check_options(task: Task, given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` updated with ``given``; an option the task's predict does not take is an error."""
+    from cnnlab.errors import CnnlabError
+
+    extra = sorted(set(given) - set(defaults))
+    if extra:
+        flags = ", ".join("--" + k.replace("_", "-") for k in extra)
+        takes = ", ".join("--" + k.replace("_", "-") for k in defaults) or "none"
+        raise CnnlabError(f"{flags} does not apply to {task.name!r} runs; their predict options: {takes}")
+    return {**defaults, **given}

@@ -7,12 +7,16 @@ predictions are still returned as two probabilities (class 0, class 1) so caller
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from cnnlab.tasks.base import Meter, Task
+from cnnlab.data.bundle import Split
+from cnnlab.errors import CnnlabError
+from cnnlab.tasks.base import Augment, Batch, Meter, Task
 
 
 def _probabilities(outputs: torch.Tensor) -> torch.Tensor:
@@ -34,7 +38,8 @@ class ClassifyMeter(Meter):
         self.top5_correct = 0
         self.count = 0
 
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
+               batch: Batch | None = None) -> None:
         probs = _probabilities(outputs.detach()).cpu()
         targets = targets.detach().cpu()
         pred = probs.argmax(dim=1)
@@ -73,20 +78,57 @@ class ClassifyMeter(Meter):
         self.confusion = sums[3:].round().long().view(self.num_classes, self.num_classes)
 
 
+def num_classes(info: dict[str, Any] | int) -> int:
+    """The class count of data ``info`` (an int is taken as the count itself)."""
+    return info if isinstance(info, int) else len(info["class_names"])
+
+
 class ClassifyTask(Task):
-    """Classification of whole images into ``num_classes`` classes."""
+    """Classification of whole images into the data's classes."""
 
     name = "classify"
     primary_metric = "top1"
-    spatial_targets = False
+    directions = {"loss": "min", "top1": "max", "top5": "max"}
+    data_layout = "labels"
+    default_model = "mini_xception"
+    tta_modes = ("none", "flip", "flip-translate")
+    default_augment = "flip-crop"
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise CnnlabError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = label_smoothing
 
-    def num_outputs(self, num_classes: int) -> int:
-        return num_classes
+    def head_kwargs(self, info: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
+        classes = num_classes(info)
+        # --model-arg num_classes=1 on two classes asks for one logit (sigmoid / BCE); nothing else may
+        # change the head size the data needs.
+        wanted = requested.get("num_classes", classes)
+        if wanted != classes and not (wanted == 1 and classes == 2):
+            raise CnnlabError(f"--model-arg num_classes={wanted} does not fit the data's {classes} classes; "
+                              f"drop it (or use num_classes=1 for a single-logit binary classifier)")
+        return {"num_classes": wanted}
+
+    def check_output(self, input_size: tuple[int, ...], output_size: tuple[int, ...], kwargs: dict[str, Any]) -> str:
+        k = kwargs.get("num_classes", 0)
+        return "" if output_size == (k,) else f"({k},) class logits"
+
+    def input_size(self, info: dict[str, Any]) -> tuple[int, int]:
+        h, w = info["image_size"]
+        return h, w
+
+    def check_data(self, info: dict[str, Any], train: Split, val: Split) -> None:
+        if not train.stacked():
+            raise CnnlabError("classification needs images of one size; pass --image-size")
+
+    def train_batch(self, items: Split, generator: torch.Generator, augment: Augment | None) -> Batch:
+        images = items["image"]
+        if augment is not None:
+            images = augment({"image": images}, {"image": "image"}, generator)["image"]
+        return {"input": images, "target": items["label"]}
+
+    def eval_batch(self, items: Split) -> Batch:
+        return {"input": items["image"], "target": items["label"]}
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         outputs = outputs.float()  # the loss in fp32 even under autocast: log-softmax needs the range
@@ -96,12 +138,97 @@ class ClassifyTask(Task):
             return F.binary_cross_entropy_with_logits(outputs[:, 0], target)
         return F.cross_entropy(outputs, targets, label_smoothing=self.label_smoothing)
 
-    def meter(self, num_classes: int) -> ClassifyMeter:
-        return ClassifyMeter(max(num_classes, 2))
+    def meter(self, info: dict[str, Any] | int, training: bool = False) -> ClassifyMeter:
+        return ClassifyMeter(max(num_classes(info), 2))
 
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, C); a single-logit binary model gives (N, 2)."""
         return _probabilities(outputs)
 
+    def forward(self, model: nn.Module, inputs: torch.Tensor, tta: str = "none") -> torch.Tensor:
+        return tta_outputs(model, inputs, tta)
+
+    def predict_files(self, run: Any, paths: list[str], out: Path | None, options: dict[str, Any]
+                      ) -> list[dict[str, Any]]:
+        """Rows of the top-k (class, probability) pairs, best first (``options``: top_k, default 3)."""
+        from cnnlab.data import load_images
+        from cnnlab.tasks.base import check_options
+
+        top_k = check_options(self, options, {"top_k": 3})["top_k"]
+        if top_k < 1:
+            raise CnnlabError("--top-k must be at least 1")
+        x, files = load_images(paths, image_size=run.image_size, in_channels=run.in_channels)
+        rows = []
+        with torch.no_grad():
+            for i in range(0, len(x), 64):
+                probs = self.predict(run.model(run.preprocess(x[i:i + 64].to(run.device)))).cpu()
+                values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
+                for j in range(len(probs)):
+                    top = [{"class": run.class_names[int(c)], "probability": round(float(p), 6)}
+                           for p, c in zip(values[j], indices[j], strict=True)]
+                    rows.append({"path": str(files[i + j]), "top": top})
+        return rows
+
+    def report_samples(self, run: Any, split: Split | None, inputs: Any, source: str, samples: int,
+                       tmp: Path) -> str:
+        """A class-balanced mix of validation images plus the most confident mistakes, with Grad-CAM
+        (the first images of a folder are often all of one class)."""
+        from cnnlab.app import explain as runs
+        from cnnlab.app.report import cam_table
+
+        if inputs is not None or split is None:
+            return super().report_samples(run, split, inputs, source, samples, tmp)
+        from cnnlab.data.split import balanced_subset
+
+        with torch.no_grad():
+            probs = torch.cat([self.predict(run.model(run.preprocess(split.x[i:i + 256].to(run.device)))).cpu()
+                               for i in range(0, min(len(split), 2048), 256)])
+        labels = split.y[:len(probs)]
+        confidence, pred = probs.max(dim=1)
+        wrong = (pred != labels).nonzero().flatten()
+        mistakes = wrong[confidence[wrong].argsort(descending=True)][: max(1, samples // 4)].tolist()
+        mix = [i for i in balanced_subset(labels, samples).tolist() if i not in mistakes][: samples - len(mistakes)]
+        data = runs.inputs_from_split(run, split, samples, mix + mistakes)
+        note = f" ({len(mix)} class-balanced, then the {len(mistakes)} most confident mistake(s))" if mistakes else \
+            " (class-balanced; no mistakes among them)"
+        return cam_table(run, data, source, tmp, note)
+
+    def cam_target(self, outputs: torch.Tensor, cls: int | None) -> tuple[Any, list[dict[str, Any]]]:
+        probs = _probabilities(outputs).cpu()
+        picks = []
+        for row in probs:
+            pred = int(row.argmax())
+            picks.append({"predicted": pred, "probability": float(row[pred]), "target": pred if cls is None else cls})
+        return cls, picks  # None: compute_cam explains each image's predicted class
+
     def options(self) -> dict[str, Any]:
         return {"label_smoothing": self.label_smoothing}
+
+    def plots(self, run_dir: Path, meter: Meter | None, info: dict[str, Any]) -> list[Path]:
+        if not isinstance(meter, ClassifyMeter):
+            return []
+        from cnnlab.render.confusion import plot_confusion
+
+        return [plot_confusion(meter.confusion, info["class_names"], run_dir / "confusion.png")]
+
+    def summary(self, metrics: dict[str, float]) -> str:
+        # top-5 is always 1.0 with 5 classes or fewer: not worth a column there
+        keys = [k for k in ("top1", "top5", "loss") if k in metrics]
+        return "  ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+
+
+def tta_outputs(model: nn.Module, inputs: torch.Tensor, tta: str) -> torch.Tensor:
+    """The model's float outputs for ``inputs``, averaged over test-time augmentations (airbench's
+    levels): 'none' plain, 'flip' the mean with the mirror image, 'flip-translate' half that mean and
+    half the mean of the four mirrored / unmirrored copies shifted one pixel up-left and down-right
+    (reflect padding). Per-image logits keep their meaning under a mirror or a one-pixel shift."""
+    outputs = model(inputs).float()
+    if tta == "none":
+        return outputs
+    outputs = 0.5 * (outputs + model(inputs.flip(-1)).float())
+    if tta == "flip":
+        return outputs
+    padded = F.pad(inputs, (1, 1, 1, 1), mode="reflect")
+    shifted = (padded[:, :, :-2, :-2], padded[:, :, 2:, 2:])
+    extra = sum(model(s).float() + model(s.flip(-1)).float() for s in shifted) / 4
+    return 0.5 * outputs + 0.5 * extra

@@ -1,7 +1,8 @@
 """The training augmentation named by ``TrainConfig.augment``, built from ``cnnlab.data.transforms``.
 
-Random parameters are drawn once per example and applied to the images and, for tasks whose targets
-are images or masks, to the targets as well, so they stay aligned.
+Random parameters are drawn once per example and applied to every image- and mask-kind field of the
+batch (labels pass through), so images and their targets stay aligned. 'auto' is the task's own
+choice (``Task.default_augment``).
 """
 
 from __future__ import annotations
@@ -9,33 +10,38 @@ from __future__ import annotations
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.train.loop import Augment
+from cnnlab.tasks.base import Augment, Batch
 
 AUGMENTS = ("auto", "none", "flip", "crop", "flip-crop")
 
 
-def make_augment(name: str, image_size: tuple[int, int], spatial_targets: bool) -> Augment | None:
-    """The augmentation ``name`` for images of ``image_size``; None for 'none'.
-
-    'crop' is a random translation by up to 1/8 of the image size (reflect padding), 'flip' a
-    left-right mirror with probability 1/2; 'auto' is both (the standard CIFAR recipe).
-    """
+def _pipeline(name: str, image_size: tuple[int, int]):  # type: ignore[no-untyped-def]
     from cnnlab.data.transforms import Compose, HorizontalFlip, default_augmentation, random_translate
 
+    if name == "flip":
+        return Compose([HorizontalFlip()])
+    if name == "crop":
+        return Compose([random_translate(image_size)])
+    return default_augmentation(image_size)  # flip-crop
+
+
+def make_augment(name: str, default: str = "flip-crop") -> Augment | None:
+    """The augmentation ``name`` ('auto' = ``default``, the task's choice); None for 'none'.
+
+    'crop' is a random translation by up to 1/8 of the batch's image size (reflect padding), 'flip' a
+    left-right mirror with probability 1/2; 'flip-crop' both (the standard CIFAR recipe).
+    """
     if name not in AUGMENTS:
         raise CnnlabError(f"unknown augmentation {name!r}; choose from: {', '.join(AUGMENTS)}")
+    name = default if name == "auto" else name
     if name == "none":
         return None
-    if name == "flip":
-        pipeline = Compose([HorizontalFlip()])
-    elif name == "crop":
-        pipeline = Compose([random_translate(image_size)])
-    else:  # auto, flip-crop
-        pipeline = default_augmentation(image_size)
 
-    def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        params = pipeline.sample(len(x), generator)
-        x = pipeline.apply(params, x)
-        return x, (pipeline.apply(params, y) if spatial_targets else y)
+    def augment(fields: Batch, kinds: dict[str, str], generator: torch.Generator) -> Batch:
+        spatial = [k for k in fields if kinds.get(k) in ("image", "mask")]
+        first = fields[spatial[0]]
+        pipeline = _pipeline(name, tuple(first.shape[-2:]))
+        params = pipeline.sample(len(first), generator)
+        return {k: pipeline.apply(params, v) if k in spatial else v for k, v in fields.items()}
 
     return augment

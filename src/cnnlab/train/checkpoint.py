@@ -1,4 +1,4 @@
-"""Run-directory files: atomic writes, weights and resume state as safetensors + JSON (never pickle).
+"""Training state in a run directory: the weights (see ``cnnlab.rundir``) and resume state as safetensors + JSON (never pickle).
 
 ``model.safetensors`` holds the weights and buffers; ``state.safetensors`` the optimizer's tensors and
 the RNG states; ``state.json`` the plain numbers (epoch, step, optimizer hyper-parameters). Each file
@@ -8,78 +8,27 @@ is detected on resume instead of silently mixing two checkpoints.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic_write, read_json, write_json
+from cnnlab.rundir import (
+    CONFIG,
+    METRICS,
+    MODEL,
+    STATE,
+    STATE_JSON,
+    cpu_tensors,
+    load_model_weights,
+    save_model,
+)
 
-CONFIG = "config.json"
-MODEL = "model.safetensors"
-STATE = "state.safetensors"
-STATE_JSON = "state.json"
-METRICS = "metrics.jsonl"
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json(path: Path, data: Any) -> Path:
-    return atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
-
-
-def read_json(path: Path) -> Any:
-    """The JSON in ``path``; a damaged file (edited by hand, cut short by a full disk) is a user error."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CnnlabError(f"{path} is damaged (not valid JSON: {exc}); restore it from a copy or train "
-                          "a new run") from None
-
-
-def _cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # safetensors wants contiguous, unshared CPU tensors (channels_last weights are neither).
-    return {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-
-
-def save_model(path: Path, model: nn.Module, step: int) -> Path:
-    """The model's state_dict (weights and buffers) as safetensors, tagged with ``step``."""
-    tensors = _cpu_tensors(model.state_dict())
-    return atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"step": str(step)}))
-
-
-def load_model_weights(path: Path, model: nn.Module) -> int:
-    """Load ``path`` into ``model`` (strict); returns the step recorded with the weights."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            step = int((f.metadata() or {}).get("step", -1))
-        model.load_state_dict(load_file(str(path)), strict=True)
-    except (SafetensorError, RuntimeError) as exc:  # a cut file, or weights of another model/config
-        raise CnnlabError(f"{path} cannot be loaded into the model its config.json describes "
-                          f"({str(exc).splitlines()[0]}); the run directory is damaged or mixed: "
-                          "restore it or train a new run") from None
-    return step
+__all__ = ["CONFIG", "METRICS", "MODEL", "STATE", "STATE_JSON", "atomic_write", "check_consistent",
+           "load_model_weights", "load_state", "read_json", "save_model", "save_state", "write_json"]
 
 
 def save_state(run_dir: Path, optimizer: torch.optim.Optimizer, info: dict[str, Any]) -> None:
@@ -96,7 +45,7 @@ def save_state(run_dir: Path, optimizer: torch.optim.Optimizer, info: dict[str, 
                 tensors[f"optim.{index}.{key}"] = value
             else:
                 numbers.setdefault(str(index), {})[key] = value
-    tensors = _cpu_tensors(tensors)
+    tensors = cpu_tensors(tensors)
     meta = {"step": str(info["step"])}
     atomic_write(run_dir / STATE, lambda p: save_file(tensors, str(p), metadata=meta))
     body = dict(info, optimizer={"param_groups": sd["param_groups"], "numbers": numbers})

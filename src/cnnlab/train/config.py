@@ -24,8 +24,8 @@ DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3}
 # precision and the other run-time knobs may change between sessions).
 COMPAT_KEYS = (
     "task", "data", "model", "model_kwargs", "val_split", "image_size", "limit", "seed", "batch_size",
-    "optimizer", "lr", "momentum", "schedule", "warmup", "weight_decay", "label_smoothing", "augment",
-    "recipe", "lr_start", "lr_end", "norm_lr_scale", "lookahead",
+    "optimizer", "lr", "momentum", "schedule", "warmup", "weight_decay", "task_options", "data_options",
+    "augment", "recipe", "lr_start", "lr_end", "norm_lr_scale", "lookahead",
 )
 
 
@@ -35,9 +35,13 @@ class TrainConfig:
 
     task: str = "classify"
     data: str = ""
-    model: str = ""
+    model: str = ""  # "" = the task's default model
     out: str = "run"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # the task's own options (classify: label_smoothing; superres: scale, patch; ...), checked by the task
+    task_options: dict[str, Any] = field(default_factory=dict)
+    # how the data layout is read (masks: mask_values, void_value), checked by the loader
+    data_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 10
     batch_size: int = 64  # per process (DDP: the global batch is batch_size * world size)
     seed: int = 0
@@ -60,8 +64,7 @@ class TrainConfig:
     norm_lr_scale: float = 1.0
     lookahead: bool = False  # airbench's lookahead: an EMA of the weights, pulled onto every 5 steps
     tta: str = "none"  # test-time augmentation of the FINAL evaluation: none | flip | flip-translate
-    label_smoothing: float = 0.0
-    augment: str = "auto"  # auto | none | flip | crop | flip-crop (auto = flip-crop for classify)
+    augment: str = "auto"  # auto | none | flip | crop | flip-crop (auto = the task's choice)
     recipe: str | None = None  # a named set of overrides from cnnlab.train.recipes
     compile: bool = False  # torch.compile the model (faster on GPU after a warm-up)
     channels_last: bool = True
@@ -71,6 +74,10 @@ class TrainConfig:
     def resolved(self, **values: Any) -> TrainConfig:
         """A validated copy with ``values`` applied and the automatic learning rate filled in."""
         cfg = dataclasses.replace(self, **values)
+        if not cfg.model:
+            from cnnlab.tasks import task_class
+
+            cfg = dataclasses.replace(cfg, model=task_class(cfg.task).default_model)
         cfg.validate()
         if cfg.lr is None:
             cfg = dataclasses.replace(cfg, lr=DEFAULT_LR[cfg.optimizer])
@@ -93,9 +100,8 @@ class TrainConfig:
             (self.threads is None or self.threads >= 0, "--threads must be a positive count (or 0: automatic)"),
             (self.lr is None or self.lr > 0, "--lr must be positive"),
             (self.weight_decay >= 0, "--weight-decay must be >= 0"),
-            (0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
             (bool(self.data), "--data is required (a folder, an .npz file or builtin:NAME)"),
-            (bool(self.model), "--model is required (see `cnnlab models list`)"),
+            (bool(self.model), "--model is required for this task (see `cnnlab models list`)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -104,9 +110,23 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @staticmethod
+    def upgrade(values: dict[str, Any]) -> dict[str, Any]:
+        """A saved 'train' section in today's keys: runs written before task options had their own
+        section kept label smoothing at the top level."""
+        values = dict(values)
+        if "label_smoothing" in values:
+            smoothing = values.pop("label_smoothing")
+            options = dict(values.get("task_options") or {})
+            if smoothing:
+                options.setdefault("label_smoothing", smoothing)
+            values["task_options"] = options
+        return values
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Rebuild from config.json's 'train' section (unknown keys are an error, not ignored)."""
+        values = cls.upgrade(values)
         names = {f.name for f in dataclasses.fields(cls)}
         extra = sorted(set(values) - names)
         if extra:

@@ -1,29 +1,30 @@
 """The training loop as plain functions: batch order, one epoch of steps, one evaluation pass.
 
-Data is held in memory as uint8 tensors. Every random choice of an epoch comes from generators seeded
+Data is held in memory as uint8 tensors; the task turns each batch of items into named fields
+(``input``, ``target``, ...), so the loop never asks which task it runs. Every random choice of an epoch comes from generators seeded
 by (seed, epoch, batch, rank), so an epoch can be restarted at any batch and replay exactly what an
 uninterrupted run would have done; that is what makes `--resume` bit-exact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.data.bundle import Split
 from cnnlab.errors import CnnlabError
-from cnnlab.tasks import Meter, Task
+from cnnlab.rundir import Normalize
+from cnnlab.tasks import Batch, Meter, Task
+from cnnlab.tasks.base import Augment
 from cnnlab.train.distributed import Dist
 from cnnlab.train.lookahead import Lookahead
 from cnnlab.train.optim import lr_at, set_lr
 from cnnlab.train.precision import Precision
-
-#: (uint8 images (N, C, H, W), targets, generator) -> augmented (images, targets); still uint8
-Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -32,36 +33,6 @@ class NonFiniteLoss(RuntimeError):
     def __init__(self, epoch: int, step: int, value: float) -> None:
         super().__init__(f"loss became {value} at epoch {epoch + 1}, step {step}")
         self.epoch, self.step, self.value = epoch, step, value
-
-
-@dataclass
-class Normalize:
-    """uint8 NCHW -> float in [0, 1] -> (x - mean) / std per channel; the run's preprocessing."""
-
-    mean: list[float]
-    std: list[float]
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x.float() / 255.0 - mean) / std
-
-    @classmethod
-    def from_images(cls, x: torch.Tensor, enabled: bool = True, chunk: int = 4096) -> Normalize:
-        """Per-channel mean and std of uint8 images (identity when ``enabled`` is False)."""
-        channels = x.shape[1]
-        if not enabled or len(x) == 0:
-            return cls([0.0] * channels, [1.0] * channels)
-        total = torch.zeros(channels, dtype=torch.float64)
-        total_sq = torch.zeros(channels, dtype=torch.float64)
-        for i in range(0, len(x), chunk):  # chunks: a float copy of all of CIFAR would be 600 MB
-            part = x[i:i + chunk].double() / 255.0
-            total += part.sum(dim=(0, 2, 3))
-            total_sq += (part * part).sum(dim=(0, 2, 3))
-        count = len(x) * x.shape[2] * x.shape[3]
-        mean = total / count
-        std = (total_sq / count - mean * mean).clamp(min=1e-12).sqrt().clamp(min=1e-3)
-        return cls([round(float(m), 6) for m in mean], [round(float(s), 6) for s in std])
 
 
 @dataclass
@@ -129,13 +100,11 @@ def model_inputs(precision: Precision, preprocess: Normalize, x: torch.Tensor) -
     return precision.batch(preprocess(precision.batch(x)))
 
 
-def train_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, pos: Position) -> float:
-    """One optimizer step on uint8 batch ``x`` with targets ``y``; returns the batch loss (and adds
-    the batch to ``pos.meter``)."""
-    if ctx.augment is not None:
-        x, y = ctx.augment(x, y, seeded_generator(ctx.seed, pos.epoch, pos.batch, ctx.dist.rank, 1))
-    inputs = model_inputs(ctx.precision, ctx.preprocess, x)
-    targets = y.to(ctx.precision.device, non_blocking=True)
+def train_step(ctx: StepContext, batch: Batch, pos: Position) -> float:
+    """One optimizer step on ``batch`` (its uint8 ``input`` and its ``target``); returns the batch loss
+    (and adds the batch to ``pos.meter``)."""
+    inputs = model_inputs(ctx.precision, ctx.preprocess, batch["input"])
+    targets = batch["target"].to(ctx.precision.device, non_blocking=True)
     set_lr(ctx.optimizer, lr_at(pos.step, ctx.total_steps, ctx.lr, ctx.warmup, ctx.schedule, ctx.lr_start,
                                 ctx.lr_end))
     with ctx.precision.autocast():
@@ -150,11 +119,11 @@ def train_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, pos: Position
     ctx.precision.backward(loss)
     ctx.precision.step(ctx.optimizer)
     if pos.meter is not None:
-        pos.meter.update(outputs.detach().float(), targets, torch.tensor(value))
+        pos.meter.update(outputs.detach().float(), targets, torch.tensor(value), batch)
     return value
 
 
-def train_epoch(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, pos: Position, batch_size: int,
+def train_epoch(ctx: StepContext, split: Split, pos: Position, batch_size: int,
                 on_step: Callable[[Position, float], None] | None = None) -> None:
     """Run the rest of epoch ``pos.epoch`` from batch ``pos.batch``, updating ``pos`` after every step.
 
@@ -162,10 +131,13 @@ def train_epoch(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, pos: Positio
     KeyboardInterrupt raised there or by the user leaves ``pos`` describing the last finished step.
     """
     ctx.model.train()
-    batches = epoch_batches(len(x), batch_size, ctx.seed, pos.epoch, ctx.dist)
+    batches = epoch_batches(len(split), batch_size, ctx.seed, pos.epoch, ctx.dist)
     for index in batches[pos.batch:]:
         start = time.perf_counter()
-        loss = train_step(ctx, x[index], y[index], pos)
+        # Every random choice of the step (patches, flips, degradations) comes from this generator.
+        generator = seeded_generator(ctx.seed, pos.epoch, pos.batch, ctx.dist.rank, 1)
+        batch = ctx.task.train_batch(split.take(index), generator, ctx.augment)
+        loss = train_step(ctx, batch, pos)
         pos.train_seconds += time.perf_counter() - start
         pos.loss_sum += loss * len(index)
         pos.seen += len(index)
@@ -181,50 +153,31 @@ def steps_per_epoch(n: int, batch_size: int, dist: Dist) -> int:
     return len(epoch_batches(n, batch_size, 0, 0, dist))
 
 
-#: tasks whose outputs are one vector of logits per image, unchanged in meaning by a mirror or a
-#: one-pixel shift of the input, so averaging them over transformed copies is meaningful
-TTA_TASKS = ("classify",)
-
-
 def check_tta(tta: str, task: Task) -> None:
     """A CnnlabError when test-time augmentation ``tta`` cannot be used for ``task``."""
-    if tta != "none" and (task.name not in TTA_TASKS or task.spatial_targets):
-        raise CnnlabError(f"--tta {tta} averages per-image logits, which task {task.name!r} does not output; "
-                          "use --tta none")
-
-
-def tta_outputs(model: nn.Module, inputs: torch.Tensor, tta: str) -> torch.Tensor:
-    """The model's float outputs for ``inputs``, averaged over test-time augmentations (airbench's
-    levels): 'none' plain, 'flip' the mean with the mirror image, 'flip-translate' half that mean and
-    half the mean of the four mirrored / unmirrored copies shifted one pixel up-left and down-right
-    (reflect padding)."""
-    outputs = model(inputs).float()
-    if tta == "none":
-        return outputs
-    outputs = 0.5 * (outputs + model(inputs.flip(-1)).float())
-    if tta == "flip":
-        return outputs
-    padded = F.pad(inputs, (1, 1, 1, 1), mode="reflect")
-    shifted = (padded[:, :, :-2, :-2], padded[:, :, 2:, 2:])
-    extra = sum(model(s).float() + model(s.flip(-1)).float() for s in shifted) / 4
-    return 0.5 * outputs + 0.5 * extra
+    if tta not in task.tta_modes:
+        raise CnnlabError(f"--tta {tta} is not defined for task {task.name!r}; use --tta "
+                          f"{' or '.join(task.tta_modes)}")
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, preprocess: Normalize,
-             precision: Precision, batch_size: int, num_classes: int, tta: str = "none") -> Meter:
-    """One pass over (x, y) in eval mode; returns the filled metric meter (the model's mode is restored).
-    ``tta`` averages the outputs over test-time augmentations (``tta_outputs``; see ``check_tta``)."""
+def evaluate(model: nn.Module, task: Task, split: Split, preprocess: Normalize, precision: Precision,
+             batch_size: int, info: dict, tta: str = "none") -> Meter:
+    """One pass over ``split`` (whole items, the task's eval batches) in eval mode; returns the filled
+    metric meter (the model's mode is restored). ``tta`` averages the outputs over the task's
+    test-time augmentations (``Task.forward``; see ``check_tta``)."""
     was_training = model.training
     model.eval()
-    meter = task.meter(num_classes)
+    meter = task.meter(info)
     try:
-        for i in range(0, len(x), batch_size):
-            inputs = model_inputs(precision, preprocess, x[i:i + batch_size])
-            targets = y[i:i + batch_size].to(precision.device)
-            with precision.autocast():
-                outputs = model(inputs) if tta == "none" else tta_outputs(model, inputs, tta)
-            meter.update(outputs.float(), targets, task.loss(outputs, targets))
+        for batch in task.eval_batches(split, batch_size):
+            inputs = model_inputs(precision, preprocess, batch["input"])
+            targets = batch["target"].to(precision.device)
+            # Tasks scored on 8-bit pixel levels evaluate in fp32: bf16 keeps about 3 significant
+            # digits, coarser than one level of 255 near white.
+            with contextlib.nullcontext() if task.eval_fp32 else precision.autocast():
+                outputs = task.forward(model, inputs, tta)
+            meter.update(outputs.float(), targets, task.loss(outputs, targets), batch)
     finally:
         model.train(was_training)
     return meter

@@ -6,18 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cnnlab.train.checkpoint import METRICS, atomic_write
+from cnnlab.files import atomic_write
+from cnnlab.rundir import METRICS, read_metrics
 
 #: keys every line has; validation metrics are prefixed 'val_' (val_loss, val_top1, val_top5, ...)
 REQUIRED_KEYS = ("epoch", "step", "train_loss", "lr", "images_per_s", "seconds")
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Every epoch's metrics, oldest first ([] when the run has none yet)."""
-    path = Path(run_dir) / METRICS
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> list[dict[str, Any]]:

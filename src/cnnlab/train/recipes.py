@@ -56,7 +56,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "lookahead": True,
         # airbench's TTA level 2 at the final evaluation only: mirror + 1-pixel translations
         "tta": "flip-translate",
-        "label_smoothing": 0.2,
+        "task_options": {"label_smoothing": 0.2},
         "augment": "flip-crop",  # mirror + random translation (reflect padding)
     },
 }

@@ -1,0 +1,80 @@
+"""Evaluate a run directory on a data spec: the task's metrics, per-class tables and its plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab.errors import CnnlabError
+
+
+def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size: int = 256,
+                 device: str = "cpu", limit: int | None = None) -> tuple[dict[str, Any], Any]:
+    """Evaluate ``run_dir`` on ``spec``; returns (metrics as a JSON-ready dict, the filled meter).
+
+    ``split='auto'`` evaluates the held-out validation split when ``spec`` is the data the run was
+    trained on (the same split, from the same seed, options and limit) and every example of any other
+    spec.
+    """
+    from cnnlab.data import load_data
+    from cnnlab.data.bundle import Split
+    from cnnlab.rundir import load_run
+    from cnnlab.train.loop import evaluate
+    from cnnlab.train.precision import make_precision
+
+    if batch_size < 1:
+        raise CnnlabError(f"--batch-size must be at least 1, got {batch_size}")
+    run = load_run(run_dir, device)
+    train_cfg = run.config["train"]
+    same_data = str(spec) == run.config["data"]["spec"]
+    if limit is None and same_data:
+        limit = train_cfg.get("limit")  # the run's own subset, so 'val' is the split it held out
+    bundle = load_data(spec, run.config["task"], val_split=train_cfg["val_split"], seed=train_cfg["seed"],
+                       image_size=run.image_size, limit=limit, options=run.config["data"].get("options") or {})
+    check_same_kind(bundle.info, run.info, spec)
+    if split == "auto":
+        split = "val" if same_data else "all"
+    parts = {"val": [bundle.val], "train": [bundle.train], "all": [bundle.train, bundle.val]}[split]
+    data = concat([p for p in parts if len(p)]) if any(len(p) for p in parts) else None
+    if data is None:
+        raise CnnlabError(f"the {split!r} split of --data {spec} is empty; pass --split all")
+    assert isinstance(data, Split)
+    precision = make_precision("fp32", device, channels_last=False)
+    meter = evaluate(run.model, run.task, data, run.preprocess, precision, batch_size, run.info)
+    result: dict[str, Any] = {"run": str(run_dir), "data": str(spec), "split": split, "examples": len(data)}
+    result.update(meter.compute())
+    per_class = getattr(meter, "per_class", None)
+    if per_class is not None:
+        stats = per_class()
+        result["per_class"] = {name: {k: stats[k][i] for k in stats} for i, name in enumerate(run.class_names)}
+    if getattr(meter, "confusion", None) is not None:
+        result["confusion"] = meter.confusion.tolist()
+    return result, meter
+
+
+def check_same_kind(info: dict[str, Any], run_info: dict[str, Any], spec: str) -> None:
+    """The data must have the run's classes and channel count."""
+    if list(info["class_names"]) != list(run_info["class_names"]):
+        raise CnnlabError(f"--data {spec} has classes {info['class_names']}, the run was trained on "
+                          f"{run_info['class_names']}; evaluate on data with the same classes")
+    if info["in_channels"] != run_info["in_channels"]:
+        raise CnnlabError(f"--data {spec} has {info['in_channels']} channel(s), the run expects "
+                          f"{run_info['in_channels']}")
+
+
+def concat(parts: list[Any]) -> Any:
+    """Splits joined item by item (stacked fields stay stacked when their shapes agree)."""
+    from cnnlab.data.bundle import Split, stack_or_list
+
+    if len(parts) == 1:
+        return parts[0]
+    fields = {}
+    for name in parts[0].fields:
+        values = [p[name] for p in parts]
+        if all(isinstance(v, torch.Tensor) for v in values) and len({v.shape[1:] for v in values}) == 1:
+            fields[name] = torch.cat(values)
+        else:
+            fields[name] = stack_or_list([t for v in values for t in v])
+    return Split(fields, parts[0].kinds)

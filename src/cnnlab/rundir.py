@@ -1,0 +1,192 @@
+"""The run directory as a file format: what each file holds, and ``load_run`` to read it back.
+
+A run directory is the unit users pass around:
+  config.json         everything needed to rebuild the model and its preprocessing (task, task
+                      options, model name + kwargs, data info, preprocessing), the resolved training
+                      config and versions
+  model.safetensors   the weights and buffers (never pickle), tagged with their step
+  state.safetensors,  training state for resume (optimizer tensors + RNG; plain numbers), see
+  state.json          ``cnnlab.train.checkpoint``
+  metrics.jsonl       one JSON object per finished epoch
+  *.png               the plots
+
+Reading a run needs this module, the model registry and the task's spec: never the trainer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic_write, read_json
+
+CONFIG = "config.json"
+MODEL = "model.safetensors"
+STATE = "state.safetensors"
+STATE_JSON = "state.json"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class Normalize:
+    """uint8 NCHW -> float in [0, 1] -> (x - mean) / std per channel; the run's preprocessing."""
+
+    mean: list[float]
+    std: list[float]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x.float() / 255.0 - mean) / std
+
+    @classmethod
+    def identity(cls, channels: int) -> Normalize:
+        return cls([0.0] * channels, [1.0] * channels)
+
+    @classmethod
+    def from_images(cls, x: torch.Tensor | list[torch.Tensor], enabled: bool = True, chunk: int = 4096
+                    ) -> Normalize:
+        """Per-channel mean and std of uint8 images, stacked (N, C, H, W) or a list of (C, H, W)
+        (identity when ``enabled`` is False)."""
+        channels = x.shape[1] if isinstance(x, torch.Tensor) else (x[0].shape[0] if x else 3)
+        if not enabled or len(x) == 0:
+            return cls.identity(channels)
+        total = torch.zeros(channels, dtype=torch.float64)
+        total_sq = torch.zeros(channels, dtype=torch.float64)
+        count = 0
+        # chunks: a float copy of all of CIFAR would be 600 MB
+        parts = (x[i:i + chunk] for i in range(0, len(x), chunk)) if isinstance(x, torch.Tensor) else (t[None] for t in x)
+        for part in parts:
+            part = part.double() / 255.0
+            total += part.sum(dim=(0, 2, 3))
+            total_sq += (part * part).sum(dim=(0, 2, 3))
+            count += part.shape[0] * part.shape[2] * part.shape[3]
+        mean = total / count
+        std = (total_sq / count - mean * mean).clamp(min=1e-12).sqrt().clamp(min=1e-3)
+        return cls([round(float(m), 6) for m in mean], [round(float(s), 6) for s in std])
+
+
+def cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors wants contiguous, unshared CPU tensors (channels_last weights are neither).
+    return {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+
+
+def save_model(path: Path, model: nn.Module, step: int) -> Path:
+    """The model's state_dict (weights and buffers) as safetensors, tagged with ``step``."""
+    tensors = cpu_tensors(model.state_dict())
+    return atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"step": str(step)}))
+
+
+def load_model_weights(path: Path, model: nn.Module) -> int:
+    """Load ``path`` into ``model`` (strict); returns the step recorded with the weights."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            step = int((f.metadata() or {}).get("step", -1))
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except (SafetensorError, RuntimeError) as exc:  # a cut file, or weights of another model/config
+        raise CnnlabError(f"{path} cannot be loaded into the model its config.json describes "
+                          f"({str(exc).splitlines()[0]}); the run directory is damaged or mixed: "
+                          "restore it or train a new run") from None
+    return step
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Every epoch's metrics, oldest first ([] when the run has none yet)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def data_info(config: dict[str, Any]) -> dict[str, Any]:
+    """The data info of a config.json (runs written before it was recorded kept class names at the top)."""
+    info = config.get("data", {}).get("info")
+    if info is not None:
+        return info
+    pre = config["preprocess"]
+    return {"class_names": list(config.get("class_names", [])), "in_channels": pre["in_channels"],
+            "image_size": pre["image_size"]}
+
+
+@dataclass
+class LoadedRun:
+    """A run directory's model (eval mode, on ``device``), config, task and preprocessing."""
+
+    run_dir: Path
+    model: nn.Module
+    config: dict[str, Any]
+    task: Any  # cnnlab.tasks.Task
+    preprocess: Normalize  # uint8 (N, C, H, W) -> the model's float input
+    history: list[dict[str, Any]]
+    device: torch.device
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return data_info(self.config)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.info["class_names"])
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """The training input size (H, W) of fixed-size runs; None where images kept their own size."""
+        size = self.config["preprocess"].get("image_size")
+        return None if size is None else (int(size[0]), int(size[1]))
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) of an input the model surely takes (the training input size)."""
+        size = self.config["preprocess"].get("input_size") or self.config["preprocess"]["image_size"]
+        return int(size[0]), int(size[1])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.config["preprocess"]["in_channels"])
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> this process's GPU when there is one, else the CPU; a name torch does not know, or a
+    GPU that is not there, is a user error (not torch's RuntimeError / AssertionError)."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CnnlabError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CnnlabError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    return device
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Rebuild the model of ``run_dir`` from config.json and load model.safetensors into it."""
+    from cnnlab.models import create_model
+    from cnnlab.tasks import get_task
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).exists():
+        hint = "the folder does not exist" if not run_dir.exists() else f"it has no {CONFIG}"
+        raise CnnlabError(f"{run_dir} is not a run directory ({hint}); train one with `cnnlab train ... --out {run_dir}`")
+    if not (run_dir / MODEL).exists():
+        raise CnnlabError(f"{run_dir} has no {MODEL} yet: training has not finished an epoch; "
+                          "continue it with `cnnlab train ... --resume`")
+    config = read_json(run_dir / CONFIG)
+    task = get_task(config["task"], **config.get("task_options", {}))
+    model = create_model(config["model"]["name"], **config["model"]["kwargs"])
+    load_model_weights(run_dir / MODEL, model)
+    device = resolve_device(str(device))
+    model = model.to(device).eval()
+    pre = config["preprocess"]
+    return LoadedRun(run_dir, model, config, task, Normalize(pre["mean"], pre["std"]), read_metrics(run_dir), device)
