@@ -16,15 +16,19 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], mode: int | None = 0o644) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], mode: int | None = 0o644, *,
+                 suffix: str = ".tmp") -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it over ``path``.
 
     ``mode`` sets the permissions (mkstemp makes files private; outputs are meant to be shared);
-    None keeps mkstemp's 0600.
+    None keeps what the file has after ``write`` (mkstemp's 0600 unless ``write`` replaced it).
+    The temporary file is ``.<name>.<random><suffix>``, private to this call, so concurrent writers
+    (pytest workers, the ranks of a distributed run) never share one and each renames a whole file;
+    if ``write`` raises, it is removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))

@@ -15,21 +15,45 @@ import click
 #: mini_xception reduced to three stages: 32x32 shapes need no 256- or 512-wide stage
 DEMO_WIDTHS = (32, 64, 128)
 
+#: per task: the model, its keywords, the training settings and what the demo reports (all on builtin:shapes)
+DEMOS: dict[str, dict[str, Any]] = {
+    "classify": {"model": "mini_xception", "model_kwargs": {"widths": list(DEMO_WIDTHS)}, "batch_size": 64,
+                 "lr": 3e-3, "warmup": 0.15, "augment": "flip", "images": 10000, "size": 32, "epochs": 10,
+                 "about": "images of 6 shapes", "headline": "top1", "title": "validation top-1",
+                 "explain": "gradcam"},
+    # U-Net (skips) at 16-128 channels on 32x32 scenes: masks of the same shapes, class 0 = background
+    "segment": {"model": "unet_small", "model_kwargs": {}, "batch_size": 32, "lr": 3e-3, "warmup": 0.1,
+                "augment": "flip", "images": 4000, "size": 32, "epochs": 8,
+                "about": "scenes with per-pixel masks of 6 shapes + background", "headline": "miou",
+                "title": "validation mIoU", "explain": "gradcam"},
+    # EDSR-style, 4 blocks of 32 channels, x2 on 48-pixel HR patches of 64x64 scenes
+    "superres": {"model": "edsr_cpu", "model_kwargs": {"width": 32, "n_blocks": 4}, "batch_size": 32,
+                 "lr": 1e-3, "warmup": 0.05, "augment": "flip", "images": 2000, "size": 64, "epochs": 6,
+                 "task_options": {"scale": 2, "patch": 48}, "about": "64x64 scenes, upscaled x2",
+                 "headline": "psnr", "title": "validation PSNR (dB)", "explain": "activations"},
+}
 
-def demo_config(out: Path, epochs: int, images: int, size: int, widths: tuple[int, ...], precision: str,
-                seed: int) -> Any:
+
+def demo_config(out: Path, epochs: int, images: int, size: int, widths: tuple[int, ...] | None, precision: str,
+                seed: int, task: str = "classify") -> Any:
     from cnnlab.train.config import TrainConfig
 
-    return TrainConfig(task="classify", data=f"builtin:shapes?n={images}&size={size}", model="mini_xception",
-                       out=str(out), model_kwargs={"widths": list(widths)}, epochs=epochs, batch_size=64,
-                       seed=seed, precision=precision, optimizer="adamw", lr=3e-3, weight_decay=5e-4,
-                       schedule="onecycle", warmup=0.15, augment="flip")
+    preset = DEMOS[task]
+    kwargs = dict(preset["model_kwargs"])
+    if widths is not None:
+        kwargs["widths"] = list(widths)
+    return TrainConfig(task=task, data=f"builtin:shapes?n={images}&size={size}", model=preset["model"],
+                       out=str(out), model_kwargs=kwargs, epochs=epochs, batch_size=preset["batch_size"],
+                       seed=seed, precision=precision, optimizer="adamw", lr=preset["lr"], weight_decay=5e-4,
+                       schedule="onecycle", warmup=preset["warmup"], augment=preset["augment"],
+                       task_options=dict(preset.get("task_options", {})))
 
 
 def resume_or_refuse(out: Path, cfg: Any) -> bool:
     """True when ``out`` holds an earlier demo run (continue it); an error when it holds anything else."""
     from cnnlab.errors import CnnlabError
-    from cnnlab.train.checkpoint import CONFIG, read_json
+    from cnnlab.files import read_json
+    from cnnlab.rundir import CONFIG
 
     if not (out / CONFIG).exists():
         return False
@@ -39,35 +63,49 @@ def resume_or_refuse(out: Path, cfg: Any) -> bool:
     raise CnnlabError(f"{out} holds another run; pass a new --out for the demo")
 
 
-def write_samples(out: Path, spec: str, per_class: int = 2) -> Path:
-    """A few validation images as PNGs in OUT/samples, to try `cnnlab predict` and `explain` on."""
+def write_samples(out: Path, cfg: Any, count: int = 12) -> Path:
+    """A few validation images as PNGs in OUT/samples, to try `cnnlab predict` and `explain` on
+    (classification: 2 per class, named by class)."""
     from PIL import Image
 
     from cnnlab.data import load_data
 
     samples = out / "samples"
     samples.mkdir(parents=True, exist_ok=True)
-    bundle = load_data(spec, "classify")
-    for c, name in enumerate(bundle.class_names):
-        rows = (bundle.val.y == c).nonzero().flatten()[:per_class].tolist()
-        for k, i in enumerate(rows):
-            Image.fromarray(bundle.val.x[i].permute(1, 2, 0).numpy()).save(samples / f"{name}_{k}.png")
+    bundle = load_data(cfg.data, cfg.task, val_split=cfg.val_split, seed=cfg.seed)
+    val = bundle.val
+    if "label" in val:
+        picks = [(f"{name}_{k}", i) for c, name in enumerate(bundle.class_names)
+                 for k, i in enumerate((val.y == c).nonzero().flatten()[:2].tolist())]
+    else:
+        picks = [(f"val_{i}", i) for i in range(min(count, len(val)))]
+    for name, i in picks:
+        Image.fromarray(val.x[i].permute(1, 2, 0).numpy()).save(samples / f"{name}.png")
     return samples
 
 
 @click.command("demo")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("cnnlab-demo"), show_default=True,
-              help="Run directory to write (an earlier demo run there is continued).")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--images", type=int, default=10000, show_default=True, help="How many shape images to draw.")
-@click.option("--size", type=int, default=32, show_default=True, help="Image size in pixels.")
-@click.option("--widths", default=",".join(map(str, DEMO_WIDTHS)), show_default=True,
-              help="mini_xception stage widths, comma-separated.")
+@click.option("--task", type=click.Choice(sorted(DEMOS)), default="classify", show_default=True,
+              help="Which task to demonstrate on built-in shapes.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run directory to write (an earlier demo run there is continued).  [default: cnnlab-demo, "
+                   "or cnnlab-demo-TASK for the other tasks]")
+@click.option("--epochs", type=int, help="[default: 10 classify, 8 segment, 6 superres]")
+@click.option("--images", type=int, help="How many shape images to draw.  [default: 10000 / 4000 / 2000]")
+@click.option("--size", type=int, help="Image size in pixels.  [default: 32, superres 64]")
+@click.option("--widths", help="Model stage widths, comma-separated.  [default: 32,64,128 for classify]")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo(out: Path, epochs: int, images: int, size: int, widths: str, precision: str, seed: int) -> None:
-    """Train mini_xception on builtin:shapes (about two minutes on a laptop CPU), evaluate it, and
-    write a run directory with plots to try the other commands on."""
+def demo(task: str, out: Path | None, epochs: int | None, images: int | None, size: int | None, widths: str | None,
+         precision: str, seed: int) -> None:
+    """Train a model for --task on builtin:shapes (about two minutes on a laptop CPU), evaluate it,
+    and write a run directory with plots and an HTML report to try the other commands on.
+
+    \b
+    cnnlab demo                     mini_xception classifies 6 shapes (99% top-1)
+    cnnlab demo --task segment      a small U-Net labels every pixel
+    cnnlab demo --task superres     an EDSR-style network upscales x2, beside bicubic
+    """
     import time
 
     from rich.console import Console
@@ -75,27 +113,37 @@ def demo(out: Path, epochs: int, images: int, size: int, widths: str, precision:
     from cnnlab.app.evaluate import evaluate_run
     from cnnlab.app.report import write_report
     from cnnlab.cli.evaluate import print_tables
+    from cnnlab.tasks import get_task
     from cnnlab.train.runner import fit
 
+    preset = DEMOS[task]
+    out = out or Path("cnnlab-demo" if task == "classify" else f"cnnlab-demo-{task}")
     console = Console(stderr=True, soft_wrap=True)
-    stage_widths = tuple(int(w) for w in widths.split(","))
-    cfg = demo_config(out, epochs, images, size, stage_widths, precision, seed)
-    console.print(f"[bold]cnnlab demo[/]: mini_xception (widths {stage_widths}) on {cfg.data}: "
-                  f"{images} images of 6 shapes, 10% held out, {epochs} epochs")
+    stage_widths = tuple(int(w) for w in widths.split(",")) if widths else None
+    epochs, images, size = epochs or preset["epochs"], images or preset["images"], size or preset["size"]
+    cfg = demo_config(out, epochs, images, size, stage_widths, precision, seed, task)
+    console.print(f"[bold]cnnlab demo --task {task}[/]: {cfg.model} on {cfg.data}: {images} {preset['about']}, "
+                  f"10% held out, {epochs} epochs")
     start = time.perf_counter()
     fit(cfg, resume=resume_or_refuse(out, cfg), console=console)
     minutes = (time.perf_counter() - start) / 60
     result, _ = evaluate_run(out, cfg.data)
     print_tables(result, list(result.get("per_class", {})))
-    samples = write_samples(out, cfg.data)
-    console.print("writing the HTML report (Grad-CAM overlays, feature maps, filter atlas) ...")
+    samples = write_samples(out, cfg)
+    console.print("writing the HTML report ...")
     report = write_report(out)
-    console.print(f"\n[bold]validation top-1 {result['top1']:.1%}[/] after {minutes:.1f} min of training.\n"
-                  f"Look at: {report} (everything on one page), {out}/curves.png, {out}/confusion.png, "
-                  f"{out}/metrics.jsonl\n"
+    headline = result[preset["headline"]]
+    shown = f"{headline:.1%}" if preset["headline"] != "psnr" else f"{headline:.2f} dB"
+    first = sorted(samples.glob("*.png"))[0].name
+    run_task = get_task(task, **cfg.task_options)
+    predict = f"cnnlab predict {out} {samples}" + (f" --out {out}/predicted" if run_task.writes_images else "")
+    explain = f"  cnnlab explain {out} {samples}/{first} --method {preset['explain']}\n"
+    console.print(f"\n[bold]{preset['title']} {shown}[/] after {minutes:.1f} min of training "
+                  f"({run_task.summary(result)}).\n"
+                  f"Look at: {report} (everything on one page), {out}/curves.png, {out}/metrics.jsonl\n"
                   "Try next:\n"
                   f"  cnnlab eval {out} --data '{cfg.data}' --json\n"
-                  f"  cnnlab predict {out} {samples}\n"
-                  f"  cnnlab explain {out} {samples}/star_0.png --method gradcam\n"
+                  f"  {predict}\n"
+                  f"{explain}"
                   f"  cnnlab export {out} --format onnx\n"
                   "  cnnlab ops tour        (the exact arithmetic of one convolution, step by step)")

@@ -157,12 +157,12 @@ def train(task: str, model_args: tuple[str, ...], compile_: bool | None, resume:
     from cnnlab.train.distributed import env_world
 
     if env_world()[0] == 0 and result.trained:
-        print_summary(console, result)
+        print_summary(console, result, get_task(cfg.task, **cfg.task_options))
 
 
-def print_summary(console: Any, result: Any) -> None:
-    """Final metrics, the files written and the commands to try next."""
-    final = "  ".join(f"{k} {v:.4f}" for k, v in result.final.items())
+def print_summary(console: Any, result: Any, task: Any) -> None:
+    """Final metrics (the task's, with its baseline beside), the files written and the commands to try next."""
+    final = task.summary(result.final)
     run = result.run_dir
     console.print(f"[bold]done[/]: {len(result.history)} epochs  {final}")
     files = ", ".join(sorted(p.name for p in run.iterdir() if p.suffix in (".json", ".safetensors", ".jsonl", ".png")

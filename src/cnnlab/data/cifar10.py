@@ -64,7 +64,7 @@ def fetch(root: Path, url: str | None = None, sha256: str | None = None) -> Path
         if folder.exists() and not _complete(folder):  # leftovers of an interrupted manual copy
             shutil.rmtree(folder)
         try:
-            os.replace(inner, folder)
+            os.replace(inner, folder)  # a directory rename (atomic_write is for files)
         except OSError:
             if not _complete(folder):  # anything but "another process finished first" is an error
                 raise

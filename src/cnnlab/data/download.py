@@ -1,9 +1,10 @@
 """Verified downloads and safe archive extraction.
 
-``download(url, sha256, dest)`` streams to a private ``dest.<random>.part`` while hashing, checks the SHA-256, then renames
-into place, so an interrupted or corrupted download never looks finished. ``safe_extract`` unpacks a tar
-archive into a fresh folder and refuses members that could write outside it (absolute paths, ``..``,
-links, devices), then renames the folder into place.
+``download(url, sha256, dest)`` streams to a private ``.dest.<random>.part`` (through
+:func:`cnnlab.files.atomic_write`) while hashing, checks the SHA-256, then renames into place, so an
+interrupted or corrupted download never looks finished. ``safe_extract`` unpacks a tar archive into a
+fresh folder and refuses members that could write outside it (absolute paths, ``..``, links, devices),
+then renames the folder into place.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic_write
 
 CHUNK = 1 << 20
 
@@ -53,14 +55,11 @@ def download(url: str, sha256: str, dest: str | os.PathLike, *, timeout: float =
         return dest
     if not url.startswith(("http://", "https://")):
         raise CnnlabError(f"refusing to download {url!r}: only http:// and https:// URLs are fetched")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # a private .part per call: the ranks of a distributed run may all download at once; each renames
-    # a complete, verified copy into place, and the last rename wins with identical bytes
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-    os.close(fd)
-    part = Path(name)
-    digest = hashlib.sha256()
-    try:
+
+    def fetch_verified(part: Path) -> None:
+        """Stream ``url`` into ``part`` while hashing; raising here (network error, wrong SHA-256)
+        makes atomic_write delete ``part``, so only a complete, verified file is renamed to ``dest``."""
+        digest = hashlib.sha256()
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with _bar(dest.name, total, progress) as advance:
@@ -68,16 +67,20 @@ def download(url: str, sha256: str, dest: str | os.PathLike, *, timeout: float =
                     out.write(chunk)
                     digest.update(chunk)
                     advance(len(chunk))
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        part.unlink(missing_ok=True)  # a partial download is of no use
+        actual = digest.hexdigest()
+        if actual != sha256:
+            raise CnnlabError(f"SHA-256 mismatch for {part} (from {url}): expected {sha256}, got {actual}; "
+                              "the download is corrupt or the file was changed on the server. The unverified "
+                              "file was deleted and nothing was put in place: retry, or check the URL and hash")
+
+    # a private .part per call: the ranks of a distributed run may all download at once; each renames
+    # a complete, verified copy into place, and the last rename wins with identical bytes
+    try:
+        return atomic_write(dest, fetch_verified, suffix=".part")
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:  # the partial file is already gone
         reason = getattr(exc, "reason", exc)
         raise CnnlabError(f"cannot download {url}: {reason}; check the network and retry, or put the file at "
                           f"{dest} yourself (SHA-256 {sha256})") from None
-    actual = digest.hexdigest()
-    if actual != sha256:
-        raise _mismatch(part, url, sha256, actual)
-    os.replace(part, dest)
-    return dest
 
 
 class _bar:
@@ -134,7 +137,7 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with tar.extractfile(member) as src, open(target, "wb") as out:  # type: ignore[union-attr]
                     shutil.copyfileobj(src, out, CHUNK)
-        os.replace(tmp, dest)
+        os.replace(tmp, dest)  # a directory rename (atomic_write is for files): dest appears complete or not at all
     except tarfile.TarError as exc:
         raise CnnlabError(f"archive {archive} is not a readable tar file ({exc}); delete it and download it again") from None
     finally:

@@ -167,8 +167,8 @@ def _images(parsed: Spec, spec: str, val_split: float, seed: int, size: tuple[in
 
         x, _, _, test = load_cifar10(cache_dir)
         if parsed.name == "cifar10:test":
-            return plain.from_tensor(test[0], spec, 0.0, seed, size, limit, {"source": "cifar10", "split": "test"},
-                                     val=test[0])
+            return plain.from_tensor(test[0][:0], spec, 0.0, seed, size, limit,
+                                     {"source": "cifar10", "split": "official test batch"}, val=test[0])
         return plain.from_tensor(x, spec, val_split, seed, size, limit, {"source": "cifar10"})
     if parsed.kind == "npz":
         return plain.load_image_npz(Path(parsed.name), spec=spec, val_split=val_split, seed=seed, image_size=size,

@@ -20,8 +20,6 @@ that tiny norms are reported rather than underflowing to zero.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic_write
 
 VARIANTS = (("plain", "sigmoid"), ("plain", "relu"), ("residual", "sigmoid"), ("residual", "relu"))
 
@@ -126,13 +125,7 @@ def plot(results: list[VariantResult], path: str | Path) -> Path:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        return atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path

@@ -77,10 +77,21 @@ def visualize_filters(
 
 
 def filter_atlas(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> torch.Tensor:
-    """The images of :func:`visualize_filters` tiled into one (C, H', W') grid (white padding)."""
-    from cnnlab.render.grids import make_grid
+    """The images of :func:`visualize_filters` tiled into one (C, H', W') grid (white padding).
 
-    return make_grid(images, nrow=nrow, pad=pad, pad_value=1.0)
+    ``nrow`` images per row (default: near-square). Plain torch, the same layout as
+    render's ``make_grid``, kept here so that explain computes tensors without
+    importing render (render draws what it is handed and imports nothing from explain).
+    """
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    grid = images.new_full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), 1.0)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[:, top : top + h, left : left + w] = images[i]
+    return grid
 
 
 # ------------------------------------------------------------------------------------------ setup

@@ -27,13 +27,14 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+
+from cnnlab.files import atomic_write
 
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-std=c11")
 _SOURCES = Path(__file__).parent
@@ -78,19 +79,16 @@ def _build(name: str, source: Path, compiler: str) -> Path:
     target = cache_dir() / f"{name}-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
-    os.close(fd)
-    try:
-        result = subprocess.run([compiler, *FLAGS, "-o", tmp, str(source), "-lm"], capture_output=True,
+
+    def compile_to(tmp: Path) -> None:
+        result = subprocess.run([compiler, *FLAGS, "-o", str(tmp), str(source), "-lm"], capture_output=True,
                                 text=True, timeout=120)
         if result.returncode != 0:
             raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed")
-        os.replace(tmp, target)  # atomic: concurrent builders (pytest workers) each write a whole file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+
+    # atomic: concurrent builders (pytest workers) each compile into a private temporary file and
+    # rename a whole library into place; 0o755 is a shared library's usual mode
+    return atomic_write(target, compile_to, mode=0o755, suffix=".so.tmp")
 
 
 @functools.cache

@@ -7,8 +7,6 @@ caption. Frames are drawn with Pillow directly (no matplotlib): exact cell grids
 
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic_write
 
 CELL = 34  # px per grid cell
 MARGIN = 16
@@ -110,22 +109,14 @@ def render_frames(scene: Scene) -> list[Image.Image]:
 
 
 def save_gif(frames: list[Image.Image], path: str | Path, fps: float = 2.0) -> Path:
-    """Write frames as a looping GIF, atomically (temporary file in the same folder, then replace)."""
+    """Write frames as a looping GIF, atomically (:func:`cnnlab.files.atomic_write`)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise CnnlabError(f"folder {str(path.parent)!r} does not exist; create it or choose another -o path")
     if fps <= 0:
         raise CnnlabError(f"fps must be positive, got {fps}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".gif.tmp")
-    os.close(fd)
-    try:
-        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                       duration=int(1000 / fps), loop=0)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, lambda p: frames[0].save(p, format="GIF", save_all=True, append_images=frames[1:],
+                                                       duration=int(1000 / fps), loop=0))
 
 
 def _plain_2d(a: Any, name: str) -> np.ndarray:

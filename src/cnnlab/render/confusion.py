@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.train.checkpoint import atomic_write
+from cnnlab.files import atomic_write
 
 
 def plot_confusion(matrix: torch.Tensor, class_names: Sequence[str], path: Path) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnnlab.train.checkpoint import atomic_write
+from cnnlab.files import atomic_write
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, metric: str = "top1") -> Path:

@@ -1,19 +1,19 @@
 """Image grids and small plots for feature maps, filter atlases and silent-channel curves.
 
-Tiling is plain torch (:func:`make_grid`); files are written atomically (temporary file in the same
-folder, then ``os.replace``) and every ``save_*`` function returns the path it wrote. matplotlib is
-imported lazily with the Agg backend.
+Tiling is plain torch (:func:`make_grid`); files are written atomically (:func:`cnnlab.files.atomic_write`)
+and every ``save_*`` function returns the path it wrote. matplotlib is imported lazily with the Agg
+backend.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from cnnlab.files import atomic_write
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, pad_value: float = 0.0) -> torch.Tensor:
@@ -27,20 +27,6 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, pad_v
         top, left = pad + r * (h + pad), pad + col * (w + pad)
         grid[:, top : top + h, left : left + w] = images[i]
     return grid
-
-
-def atomic_path(path: str | Path):  # type: ignore[no-untyped-def]
-    """A temporary file name beside ``path`` (same suffix, so writers pick the right format)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _commit(tmp: Path, path: Path) -> Path:
-    os.replace(tmp, path)
-    return path
 
 
 def save_image(image: torch.Tensor, path: str | Path, cmap: str | None = None, min_side: int = 256) -> Path:
@@ -65,12 +51,7 @@ def save_image(image: torch.Tensor, path: str | Path, cmap: str | None = None, m
     if image.shape[2] == 1:
         image = image[:, :, 0]
     array = (image.numpy() * 255).round().astype(np.uint8)
-    tmp = atomic_path(path)
-    try:
-        Image.fromarray(array).save(tmp, format="PNG")
-        return _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return atomic_write(path, lambda p: Image.fromarray(array).save(p, format="PNG"))
 
 
 def colorize(values: torch.Tensor, cmap: str = "viridis") -> torch.Tensor:
@@ -107,14 +88,10 @@ def save_feature_grid(maps: torch.Tensor, path: str | Path, order: Sequence[int]
 def _figure_to(fig, path: str | Path) -> Path:  # type: ignore[no-untyped-def]
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    tmp = atomic_path(path)
     try:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        return _commit(tmp, path)
+        return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100, bbox_inches="tight"))
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
 
 
 def _pyplot():  # type: ignore[no-untyped-def]

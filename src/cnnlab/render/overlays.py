@@ -47,7 +47,7 @@ def palette(num_classes: int) -> torch.Tensor:
     import matplotlib
 
     colours = matplotlib.colormaps["tab20"](range(20))[:, :3]
-    return torch.tensor([colours[i % 20] for i in range(num_classes)], dtype=torch.float32)
+    return torch.from_numpy(colours[[i % 20 for i in range(num_classes)]]).float()
 
 
 def mask_overlay(image: torch.Tensor, mask: torch.Tensor, num_classes: int, alpha: float = 0.5) -> torch.Tensor:
