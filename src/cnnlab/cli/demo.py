@@ -23,7 +23,7 @@ DEMOS: dict[str, dict[str, Any]] = {
                  "explain": "gradcam"},
     # U-Net (skips) at 16-128 channels on 32x32 scenes: masks of the same shapes, class 0 = background
     "segment": {"model": "unet_small", "model_kwargs": {}, "batch_size": 32, "lr": 3e-3, "warmup": 0.1,
-                "augment": "flip", "images": 4000, "size": 32, "epochs": 8,
+                "augment": "flip", "images": 4000, "size": 32, "epochs": 16,
                 "about": "scenes with per-pixel masks of 6 shapes + background", "headline": "miou",
                 "title": "validation mIoU", "explain": "gradcam"},
     # EDSR-style, 4 blocks of 32 channels, x2 on 48-pixel HR patches of 64x64 scenes
@@ -90,7 +90,7 @@ def write_samples(out: Path, cfg: Any, count: int = 12) -> Path:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run directory to write (an earlier demo run there is continued).  [default: cnnlab-demo, "
                    "or cnnlab-demo-TASK for the other tasks]")
-@click.option("--epochs", type=int, help="[default: 10 classify, 8 segment, 6 superres]")
+@click.option("--epochs", type=int, help="[default: 10 classify, 16 segment, 6 superres]")
 @click.option("--images", type=int, help="How many shape images to draw.  [default: 10000 / 4000 / 2000]")
 @click.option("--size", type=int, help="Image size in pixels.  [default: 32, superres 64]")
 @click.option("--widths", help="Model stage widths, comma-separated.  [default: 32,64,128 for classify]")
