@@ -169,7 +169,7 @@ def test_bf16_autocast_trains_in_channels_last(tmp_path) -> None:
 
 def test_two_classes_with_a_single_logit(tmp_path) -> None:
     """--model-arg num_classes=1 on two-class data: one output column trained with BCE."""
-    from cnnlab.train.run import load_run
+    from cnnlab.rundir import load_run
 
     cfg = tiny(tmp_path, "binary", data="builtin:shapes?classes=2", epochs=1,
                model_kwargs={"widths": [8, 16], "stem_width": 8, "num_classes": 1})

@@ -19,7 +19,6 @@ def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size
     spec.
     """
     from cnnlab.data import load_data
-    from cnnlab.data.bundle import Split
     from cnnlab.rundir import load_run
     from cnnlab.train.loop import evaluate
     from cnnlab.train.precision import make_precision
@@ -36,11 +35,11 @@ def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size
     check_same_kind(bundle.info, run.info, spec)
     if split == "auto":
         split = "val" if same_data else "all"
-    parts = {"val": [bundle.val], "train": [bundle.train], "all": [bundle.train, bundle.val]}[split]
-    data = concat([p for p in parts if len(p)]) if any(len(p) for p in parts) else None
-    if data is None:
+    parts = [p for p in {"val": [bundle.val], "train": [bundle.train], "all": [bundle.train, bundle.val]}[split]
+             if len(p)]
+    if not parts:
         raise CnnlabError(f"the {split!r} split of --data {spec} is empty; pass --split all")
-    assert isinstance(data, Split)
+    data = concat(parts)
     precision = make_precision("fp32", device, channels_last=False)
     meter = evaluate(run.model, run.task, data, run.preprocess, precision, batch_size, run.info)
     result: dict[str, Any] = {"run": str(run_dir), "data": str(spec), "split": split, "examples": len(data)}

@@ -24,7 +24,9 @@ def print_tables(result: dict[str, Any], class_names: list[str]) -> None:
     console = Console()
     console.print(f"{result['run']} on {result['data']}: {result['split']} split, {result['examples']} examples")
     summary = Table()
-    keys = [k for k, v in result.items() if isinstance(v, float)]
+    # top-5 is always 1.0 with 5 classes or fewer: not worth a column there
+    few = 0 < len(class_names) <= 5
+    keys = [k for k, v in result.items() if isinstance(v, float) and not (few and k == "top5")]
     for key in keys:
         summary.add_column(key, justify="right")
     summary.add_row(*(f"{result[k]:.4f}" for k in keys))

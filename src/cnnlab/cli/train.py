@@ -43,7 +43,13 @@ def build_config(task: str, options: dict[str, Any], resume: bool) -> Any:
     if recipe:
         from cnnlab.train.recipes import get_recipe
 
-        base = apply_overrides(base, get_recipe(recipe), f"recipe {recipe!r}")
+        overrides = get_recipe(recipe)
+        if overrides.get("task", task) != task:
+            from cnnlab.errors import CnnlabError
+
+            raise CnnlabError(f"recipe {recipe!r} trains task {overrides['task']!r}, not {task!r}: run "
+                              f"`cnnlab train {overrides['task']} --recipe {recipe} ...`")
+        base = apply_overrides(base, overrides, f"recipe {recipe!r}")
     for key in ("task_options", "data_options"):  # an option given on the command line joins the recipe's
         if key in given:
             given[key] = {**getattr(base, key), **given[key]}
@@ -71,6 +77,20 @@ def split_options(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def parse_size(text: str) -> int | list[int]:
+    """'96' -> 96, '180x240' -> [180, 240]."""
+    from cnnlab.errors import CnnlabError
+
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise CnnlabError(f"--image-size {text!r} must be N or HxW in pixels, for example 96 or 180x240")
+    return values[0] if len(values) == 1 else values
+
+
 def parse_int_list(text: str, option: str) -> list[int]:
     """'0,255' -> [0, 255]."""
     from cnnlab.errors import CnnlabError
@@ -93,7 +113,8 @@ def parse_int_list(text: str, option: str) -> list[int]:
               help="Numeric precision; auto = bf16 where the hardware runs it natively.  [default: auto]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out up to --epochs.")
 @click.option("--val-split", type=float, help="Held-out fraction when the data has no val split.  [default: 0.1]")
-@click.option("--image-size", type=int, help="Resize images to this square size.")
+@click.option("--image-size", help="Resize images to this square size, or HxW (e.g. 180x240).")
+@click.option("--repeat", type=int, help="Visits of every training image per epoch (fresh random patches).  [default: 1]")
 @click.option("--lr", type=float, help="Peak learning rate.  [default: 0.1 sgd, 0.002 adamw]")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="sgd (Nesterov) or adamw.  [default: adamw]")
 @click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), help="Learning-rate schedule.  [default: onecycle]")
@@ -144,6 +165,8 @@ def train(task: str, model_args: tuple[str, ...], compile_: bool | None, resume:
     get_task(task)  # an unknown or unbuilt task fails before any data is loaded
     options["compile"] = compile_
     split_options(options)
+    if options.get("image_size") is not None:
+        options["image_size"] = parse_size(options["image_size"])
     if model_args:
         options["model_kwargs"] = parse_model_args(model_args)
     cfg = build_config(task, options, resume)

@@ -17,10 +17,10 @@ def __getattr__(name: str) -> Any:
         from cnnlab.train import runner
 
         return getattr(runner, name)
-    if name in ("load_run", "LoadedRun"):
-        from cnnlab.train import run
+    if name in ("load_run", "LoadedRun"):  # the run directory has its own module; kept here for old imports
+        from cnnlab import rundir
 
-        return getattr(run, name)
+        return getattr(rundir, name)
     if name == "TrainConfig":
         from cnnlab.train.config import TrainConfig
 

@@ -25,7 +25,7 @@ DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3}
 COMPAT_KEYS = (
     "task", "data", "model", "model_kwargs", "val_split", "image_size", "limit", "seed", "batch_size",
     "optimizer", "lr", "momentum", "schedule", "warmup", "weight_decay", "task_options", "data_options",
-    "augment", "recipe", "lr_start", "lr_end", "norm_lr_scale", "lookahead",
+    "augment", "recipe", "lr_start", "lr_end", "norm_lr_scale", "lookahead", "repeat",
 )
 
 
@@ -43,12 +43,13 @@ class TrainConfig:
     # how the data layout is read (masks: mask_values, void_value), checked by the loader
     data_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 10
+    repeat: int = 1  # visits of every training item per epoch (each with fresh random patches)
     batch_size: int = 64  # per process (DDP: the global batch is batch_size * world size)
     seed: int = 0
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     val_split: float = 0.1  # fraction of the training examples held out when the data has no val split
-    image_size: int | None = None  # resize to this square size; None = the data's own size
+    image_size: int | list[int] | None = None  # resize to this square size or [H, W]; None = the data's own
     limit: int | None = None  # use at most this many training examples (quick experiments, tests)
     optimizer: str = "adamw"  # sgd (Nesterov) | adamw
     lr: float | None = None  # peak learning rate; None = DEFAULT_LR[optimizer]
@@ -90,6 +91,7 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.repeat >= 1, "--repeat must be at least 1 (visits of every training item per epoch)"),
             (0.0 <= self.warmup < 1.0, "--warmup is a fraction of all steps, in [0, 1)"),
             (0.0 <= self.lr_start <= 1.0, "--lr-start is a fraction of the peak lr, in [0, 1]"),
             (0.0 <= self.lr_end <= 1.0, "--lr-end is a fraction of the peak lr, in [0, 1]"),

@@ -61,13 +61,17 @@ def seeded_generator(*parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(value)
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, dist: Dist) -> list[torch.Tensor]:
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, dist: Dist, repeat: int = 1) -> list[torch.Tensor]:
     """This rank's index batches for ``epoch``: a seeded permutation, sharded, last partial batch dropped.
+
+    ``repeat`` visits every item that many times per epoch (a fresh random patch each time): 200 photos
+    give 200 patches an epoch otherwise, and validating after every 12 steps would cost more than the
+    training.
 
     Dropping the partial batch keeps BatchNorm away from batches of one example and gives every rank
     the same number of steps; when the shard is smaller than one batch it becomes a single batch.
     """
-    order = dist.shard(torch.randperm(n, generator=seeded_generator(seed, epoch)))
+    order = dist.shard(torch.randperm(n * repeat, generator=seeded_generator(seed, epoch)) % n)
     if len(order) < batch_size:
         return [order] if len(order) > 1 else []
     full = len(order) // batch_size * batch_size
@@ -93,6 +97,7 @@ class StepContext:
     lr_start: float = 0.0  # fractions of the peak lr where warm-up starts and the decay ends
     lr_end: float = 0.0
     lookahead: Lookahead | None = None
+    repeat: int = 1  # visits of every training item per epoch
 
 
 def model_inputs(precision: Precision, preprocess: Normalize, x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +136,7 @@ def train_epoch(ctx: StepContext, split: Split, pos: Position, batch_size: int,
     KeyboardInterrupt raised there or by the user leaves ``pos`` describing the last finished step.
     """
     ctx.model.train()
-    batches = epoch_batches(len(split), batch_size, ctx.seed, pos.epoch, ctx.dist)
+    batches = epoch_batches(len(split), batch_size, ctx.seed, pos.epoch, ctx.dist, ctx.repeat)
     for index in batches[pos.batch:]:
         start = time.perf_counter()
         # Every random choice of the step (patches, flips, degradations) comes from this generator.
@@ -149,8 +154,8 @@ def train_epoch(ctx: StepContext, split: Split, pos: Position, batch_size: int,
             on_step(pos, loss)
 
 
-def steps_per_epoch(n: int, batch_size: int, dist: Dist) -> int:
-    return len(epoch_batches(n, batch_size, 0, 0, dist))
+def steps_per_epoch(n: int, batch_size: int, dist: Dist, repeat: int = 1) -> int:
+    return len(epoch_batches(n, batch_size, 0, 0, dist, repeat))
 
 
 def check_tta(tta: str, task: Task) -> None:

@@ -151,8 +151,8 @@ def _fit(cfg: TrainConfig, resume: bool, on_step: Callable[[Position, float], No
     if dist.enabled:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     ctx = StepContext(net, task, optimizer, precision, preprocess, make_augment(cfg.augment, task.default_augment),
-                      cfg.lr, cfg.epochs * steps_per_epoch(len(bundle.train), cfg.batch_size, dist),
-                      cfg.warmup, cfg.schedule, cfg.seed, dist, cfg.lr_start, cfg.lr_end, lookahead)
+                      cfg.lr, cfg.epochs * steps_per_epoch(len(bundle.train), cfg.batch_size, dist, cfg.repeat),
+                      cfg.warmup, cfg.schedule, cfg.seed, dist, cfg.lr_start, cfg.lr_end, lookahead, cfg.repeat)
     return _train(cfg, ctx, model, bundle, pos, run_dir, console, on_step, progress)
 
 
@@ -205,7 +205,7 @@ def _run_epochs(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: An
     (and print one line per epoch on ``log`` when given)."""
     dist, task = ctx.dist, ctx.task
     history = read_metrics(run_dir)
-    steps = steps_per_epoch(len(bundle.train), cfg.batch_size, dist)
+    steps = steps_per_epoch(len(bundle.train), cfg.batch_size, dist, cfg.repeat)
     bar_task = None
 
     def step_hook(p: Position, loss: float) -> None:
