@@ -40,3 +40,18 @@ def test_demo_refuses_a_folder_holding_another_run(tmp_path) -> None:
     result = CliRunner().invoke(cli, ["demo", "--out", str(out)])
     assert isinstance(result.exception, CnnlabError)
     assert "holds another run" in str(result.exception)
+
+
+@pytest.mark.parametrize(("task", "headline", "extra"), [
+    ("segment", "validation mIoU", "iou.png"),
+    ("superres", "validation PSNR (dB)", "curves.png"),
+])
+def test_demo_of_each_image_to_image_task(task: str, headline: str, extra: str, tmp_path) -> None:
+    out = tmp_path / task
+    args = ["demo", "--task", task, "--out", str(out), "--epochs", "1", "--images", "60", "--precision", "fp32"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    for name in ("config.json", "model.safetensors", "report.html", extra):
+        assert (out / name).is_file(), name
+    assert headline in result.output and f"--out {out}/predicted" in result.output
+    assert json.loads((out / "config.json").read_text())["task"] == task

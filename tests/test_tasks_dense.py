@@ -158,3 +158,26 @@ def test_a_mask_folder_given_to_classify_or_superres_says_which_task(tmp_path) -
         load_data(tmp_path, "classify")
     with pytest.raises(CnnlabError, match="mask"):
         load_data(tmp_path, "superres")
+
+
+def test_repeat_visits_every_item_that_many_times_and_keeps_the_old_order_at_one() -> None:
+    from cnnlab.train.distributed import Dist
+    from cnnlab.train.loop import epoch_batches, seeded_generator
+
+    once = torch.cat(epoch_batches(10, 5, seed=1, epoch=0, dist=Dist()))
+    assert torch.equal(once, torch.randperm(10, generator=seeded_generator(1, 0)))
+    thrice = torch.cat(epoch_batches(10, 5, seed=1, epoch=0, dist=Dist(), repeat=3))
+    assert torch.bincount(thrice, minlength=10).tolist() == [3] * 10
+
+
+def test_cli_sizes_and_recipes_name_their_task(tmp_path) -> None:
+    from cnnlab.cli.train import build_config, parse_size
+
+    assert parse_size("96") == 96 and parse_size("180x240") == [180, 240]
+    with pytest.raises(CnnlabError, match="must be N or HxW"):
+        parse_size("180by240")
+    with pytest.raises(CnnlabError, match="recipe 'superres-x3' trains task 'superres', not 'classify'"):
+        build_config("classify", {"recipe": "superres-x3", "out": str(tmp_path)}, resume=False)
+    cfg = build_config("superres", {"recipe": "superres-x3", "out": str(tmp_path), "task_options": {"patch": 48}},
+                       resume=False)
+    assert cfg.task_options == {"scale": 3, "patch": 48}  # a command-line option joins the recipe's

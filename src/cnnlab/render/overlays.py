@@ -83,3 +83,17 @@ def save_rgb_png(image: torch.Tensor, path: str | Path) -> Path:
     array = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     pil = Image.fromarray(array[0], "L") if array.shape[0] == 1 else Image.fromarray(np.ascontiguousarray(array.transpose(1, 2, 0)), "RGB")
     return atomic_write(Path(path), lambda p: pil.save(p, format="PNG"))
+
+
+def save_legend(names: list[str], path: str | Path) -> Path:
+    """One coloured swatch per class name, in the colours of ``mask_overlay``."""
+    plt = _pyplot()
+    colours = palette(len(names)).numpy()
+    fig, ax = plt.subplots(figsize=(min(1.6 * len(names), 14), 0.45))
+    for i, (name, colour) in enumerate(zip(names, colours, strict=True)):
+        ax.add_patch(plt.Rectangle((i, 0), 0.3, 1, color=colour))
+        ax.text(i + 0.35, 0.5, name, va="center", fontsize=8)
+    ax.set_xlim(0, len(names))
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    return _figure_to(fig, path)

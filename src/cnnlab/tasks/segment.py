@@ -189,7 +189,7 @@ class SegmentTask(Task):
 
         from cnnlab.app.report import cam_table
         from cnnlab.render.grids import make_grid, save_image
-        from cnnlab.render.overlays import mask_overlay
+        from cnnlab.render.overlays import mask_overlay, save_legend
         from cnnlab.render.report import img
 
         if split is None:
@@ -205,9 +205,9 @@ class SegmentTask(Task):
                 rows.append(save_image(make_grid(trio, nrow=3, pad=2, pad_value=1.0), tmp / f"seg_{i}.png", min_side=600))
         from cnnlab.app import explain as runs
 
-        legend = ", ".join(html.escape(n) for n in run.class_names)
+        legend = save_legend(run.class_names, tmp / "legend.png")
         return (f"<h2>Sample predictions</h2><p>{html.escape(source)}: image | true mask | predicted mask "
-                f"(classes in order of the tab20 colours: {legend}).</p>" + "".join(img(p, "sample") for p in rows)
+                "(void pixels uncoloured).</p>" + img(legend, "class colours") + "".join(img(p, "sample") for p in rows)
                 + cam_table(run, runs.inputs_from_split(run, split, 2), source, tmp)
                 .replace("<h2>Sample predictions</h2>", "<h3>Grad-CAM of a class over its predicted region</h3>"))
 
