@@ -91,6 +91,19 @@ def test_export_onnx_matches_pytorch(run_dir, tmp_path) -> None:
 
     graph = onnx.load(str(out)).graph
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a named (dynamic) batch axis
+    # The file stands alone: copied into an empty folder it still runs (the weights were external data
+    # beside a temporary name once), and no hidden file is left beside it.
+    import shutil
+
+    import numpy as np
+    import onnxruntime as ort
+
+    alone = tmp_path / "elsewhere"
+    alone.mkdir()
+    shutil.copy(out, alone / "m.onnx")
+    session = ort.InferenceSession(str(alone / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"images": np.zeros((1, 3, 32, 32), np.float32)})[0].shape[0] == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_user_errors_are_one_clear_message(run_dir, tmp_path) -> None:

@@ -28,7 +28,7 @@ def test_demo_writes_a_run_and_says_what_next(tmp_path) -> None:
     # Running it again continues the same run (here: already finished, nothing to train).
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
-    assert "already trained" in again.output
+    assert "already trained" in again.output and "(the run was already trained)" in again.output
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
     assert json.loads((out / "config.json").read_text())["model"]["name"] == "mini_xception"
 

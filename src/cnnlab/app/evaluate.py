@@ -27,7 +27,7 @@ def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size
         raise CnnlabError(f"--batch-size must be at least 1, got {batch_size}")
     run = load_run(run_dir, device)
     train_cfg = run.config["train"]
-    same_data = str(spec) == run.config["data"]["spec"]
+    same_data = same_spec(str(spec), run.config["data"])
     if limit is None and same_data:
         limit = train_cfg.get("limit")  # the run's own subset, so 'val' is the split it held out
     bundle = load_data(spec, run.config["task"], val_split=train_cfg["val_split"], seed=train_cfg["seed"],
@@ -35,6 +35,13 @@ def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size
     check_same_kind(bundle.info, run.info, spec)
     if split == "auto":
         split = "val" if same_data else "all"
+    if same_data and split in ("all", "train"):
+        import warnings
+
+        from cnnlab.data.images import DataWarning
+
+        warnings.warn(f"--split {split} on the run's own data scores images it trained on; --split val scores "
+                      "only the held-out ones", DataWarning, stacklevel=2)
     parts = [p for p in {"val": [bundle.val], "train": [bundle.train], "all": [bundle.train, bundle.val]}[split]
              if len(p)]
     if not parts:
@@ -51,6 +58,21 @@ def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size
     if getattr(meter, "confusion", None) is not None:
         result["confusion"] = meter.confusion.tolist()
     return result, meter
+
+
+def same_spec(spec: str, data: dict[str, Any]) -> bool:
+    """True when ``spec`` names the data a run was trained on: the same text, or the same folder or
+    file however it is spelled (trailing slash, relative or absolute)."""
+    if spec == data["spec"]:
+        return True
+    from cnnlab.train.build import resolved_path
+
+    try:
+        mine = resolved_path(spec)
+    except CnnlabError:
+        return False
+    saved = data.get("path") or (str(Path(data["spec"]).resolve()) if Path(data["spec"]).exists() else None)
+    return mine is not None and saved is not None and Path(mine) == Path(saved)
 
 
 def check_same_kind(info: dict[str, Any], run_info: dict[str, Any], spec: str) -> None:

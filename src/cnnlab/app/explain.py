@@ -156,7 +156,10 @@ def explain_filters(run: Any, layer: str | None, out: Path, count: int = 64, ste
     get_layer(run.model, layer)  # an unknown name is reported without the wrapper's "model." prefix
     wrapped = PixelSpace(run)
     maps = feature_maps(run.model, probe(run), layer)
-    channels = list(range(min(count, maps.shape[1])))
+    if count > maps.shape[1]:
+        raise CnnlabError(f"--channels {count}: layer {layer!r} has {maps.shape[1]} channels; pass at most "
+                          f"{maps.shape[1]}")
+    channels = list(range(count))
     images = visualize_filters(wrapped, f"model.{layer}", channels, steps=steps, size=tuple(run.input_size),
                                seed=seed, method=method, in_channels=run.in_channels)
     path = save_atlas(images, out / f"filters_{_slug(layer)}_{method}.png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int =
     path = Path(out) if out else run.run_dir / "model.onnx"
     name = run.task.output_name
 
-    def write(tmp: Path) -> None:
+    def export(tmp: Path) -> None:
         # 'dynamo' (torch.export based, the maintained path) or 'legacy' (TorchScript tracing, faster).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporters' deprecation and constant-folding chatter
@@ -65,6 +66,18 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int =
                 torch.onnx.export(wrapped, (example,), str(tmp), input_names=["images"], output_names=[name],
                                   dynamic_axes={"images": {0: "batch"}, name: {0: "batch"}},
                                   opset_version=opset, dynamo=False)
+
+    def write(target: Path) -> None:
+        # The dynamo exporter stores the weights as external data next to the file it writes (a
+        # .data file named after the temporary name, which no rename would carry along); loading
+        # the export and saving it again with the weights inside gives one file that can travel.
+        import onnx
+
+        with tempfile.TemporaryDirectory() as folder:
+            draft = Path(folder) / "model.onnx"
+            export(draft)
+            onnx.save_model(onnx.load(str(draft), load_external_data=True), str(target),
+                            save_as_external_data=False)
 
     atomic_write(path, write)
     check = torch.rand(3, run.in_channels, h, w, generator=torch.Generator().manual_seed(0))

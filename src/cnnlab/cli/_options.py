@@ -7,17 +7,25 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 
+PYTHON_CONSTANTS = {"True": True, "False": False, "None": None}
+
 
 def parse_key_values(pairs: tuple[str, ...], option: str, example: str) -> dict[str, Any]:
     """``("widths=[8,16]", "project=false")`` -> ``{"widths": [8, 16], "project": False}``.
 
-    Values are JSON where they parse as JSON and plain strings otherwise, so ``act=gelu`` needs no quotes.
+    Values are JSON where they parse as JSON, Python's spellings ``True`` / ``False`` / ``None`` are
+    accepted too (``project=False`` must not become the truthy string 'False'), and anything else is
+    a plain string, so ``act=gelu`` needs no quotes; ``create_model`` refuses a string where the
+    builder expects a bool or a number.
     """
     kwargs: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.isidentifier():
             raise CnnlabError(f"{option} {pair!r} must look like KEY=VALUE, for example {option} {example}")
+        if text in PYTHON_CONSTANTS:
+            kwargs[key] = PYTHON_CONSTANTS[text]
+            continue
         try:
             kwargs[key] = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -125,7 +125,7 @@ def demo(task: str, out: Path | None, epochs: int | None, images: int | None, si
     console.print(f"[bold]cnnlab demo --task {task}[/]: {cfg.model} on {cfg.data}: {images} {preset['about']}, "
                   f"10% held out, {epochs} epochs")
     start = time.perf_counter()
-    fit(cfg, resume=resume_or_refuse(out, cfg), console=console)
+    trained = fit(cfg, resume=resume_or_refuse(out, cfg), console=console).trained
     minutes = (time.perf_counter() - start) / 60
     result, _ = evaluate_run(out, cfg.data)
     print_tables(result, list(result.get("per_class", {})))
@@ -138,8 +138,8 @@ def demo(task: str, out: Path | None, epochs: int | None, images: int | None, si
     run_task = get_task(task, **cfg.task_options)
     predict = f"cnnlab predict {out} {samples}" + (f" --out {out}/predicted" if run_task.writes_images else "")
     explain = f"  cnnlab explain {out} {samples}/{first} --method {preset['explain']}\n"
-    console.print(f"\n[bold]{preset['title']} {shown}[/] after {minutes:.1f} min of training "
-                  f"({run_task.summary(result)}).\n"
+    when = f"after {minutes:.1f} min of training" if trained else "(the run was already trained)"
+    console.print(f"\n[bold]{preset['title']} {shown}[/] {when} ({run_task.summary(result)}).\n"
                   f"Look at: {report} (everything on one page), {out}/curves.png, {out}/metrics.jsonl\n"
                   "Try next:\n"
                   f"  cnnlab eval {out} --data '{cfg.data}' --json\n"

@@ -60,7 +60,7 @@ def print_tables(result: dict[str, Any], class_names: list[str]) -> None:
 @click.option("--plot", type=click.Path(path_type=Path),
               help="Where to write the confusion matrix image.  [default: RUN/eval_confusion.png]")
 @click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
 @click.option("--limit", type=int, help="Evaluate at most this many images.")
 def evaluate(run: Path, spec: str, split: str, as_json: bool, plot: Path | None, batch_size: int, device: str,
              limit: int | None) -> None:

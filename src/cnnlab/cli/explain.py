@@ -28,7 +28,7 @@ METHODS = ("activations", "filters", "gradcam", "gradcam++", "hirescam")
 @click.option("--filter-method", type=click.Choice(["plain", "robust"]), default="plain", show_default=True,
               help="filters: the lecture recipe or jitter/scale/rotate + Fourier images.")
 @click.option("--list-layers", is_flag=True, help="Print the model's layers and output shapes, then stop.")
-@click.option("--device", default="cpu", show_default=True, help="torch device to run on.")
+@click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
 def explain(run_dir: str, inputs: tuple[str, ...], method: str, layer: str | None, out_dir: str | None,
             target: str | None, channels: int, steps: int | None, filter_method: str, list_layers: bool,
             device: str) -> None:

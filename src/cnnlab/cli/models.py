@@ -103,7 +103,7 @@ def list_cmd(pattern: str | None) -> None:
 @click.option("--num-classes", type=int, default=None, help="Number of outputs (default: the model's).")
 @click.option("--in-channels", type=int, default=None,
               help="Build the model for this many input channels (default: C of --input-size).")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+@click.option("--set", "--model-arg", "settings", multiple=True, metavar="KEY=VALUE",
               help="Another model keyword, value as JSON (repeatable), e.g. --set depth=1 or --set scale=3.")
 def summary(name: str, input_size: str, num_classes: int | None, in_channels: int | None,
             settings: tuple[str, ...]) -> None:

@@ -72,7 +72,7 @@ def output_path(out: Path, fmt: str) -> tuple[Path, str]:
 @click.option("--out", type=click.Path(path_type=Path),
               help="classify: a .csv/.json file, or a folder for predictions.<format>; segment/superres: the "
                    "folder for the output images (required).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
 def predict(run: Path, inputs: tuple[str, ...], top_k: int | None, tile: int | None, overlap: int | None, fmt: str,
             out: Path | None, device: str) -> None:
     """Predict INPUT image files or folders with the run directory RUN.

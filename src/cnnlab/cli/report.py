@@ -11,7 +11,7 @@ import click
 @click.option("--inputs", multiple=True, help="Image file or folder to show (repeatable).  "
               "[default: validation images of the run's data spec]")
 @click.option("--samples", default=8, show_default=True, help="How many sample images to show.")
-@click.option("--device", default="cpu", show_default=True, help="torch device to run on.")
+@click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
 def report(run_dir: str, out: str | None, inputs: tuple[str, ...], samples: int, device: str) -> None:
     """Write RUN's learning curves, its task's plots and sample predictions (Grad-CAM overlays, masks
     or super-resolved crops), feature maps and a filter atlas into ONE HTML file with every image

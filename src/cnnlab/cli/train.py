@@ -186,8 +186,9 @@ def train(task: str, model_args: tuple[str, ...], compile_: bool | None, resume:
 def print_summary(console: Any, result: Any, task: Any) -> None:
     """Final metrics (the task's, with its baseline beside), the files written and the commands to try next."""
     final = task.summary(result.final)
-    run = result.run_dir
-    console.print(f"[bold]done[/]: {len(result.history)} epochs  {final}")
+    run, epochs = result.run_dir, len(result.history)
+    # the epoch lines show the training loss; this line is the last validation
+    console.print(f"[bold]done[/]: {epochs} epoch{'' if epochs == 1 else 's'}  validation: {final}")
     files = ", ".join(sorted(p.name for p in run.iterdir() if p.suffix in (".json", ".safetensors", ".jsonl", ".png")
                              and p.name not in ("state.json", "state.safetensors")))
     console.print(f"run directory: {run}  ({files})")

@@ -7,6 +7,7 @@ options left unset fall back to the builder's defaults.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import operator
 from collections.abc import Callable
@@ -57,7 +58,31 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         value = kwargs.get(key)
         if value is not None and not _positive_int(value):
             raise CnnlabError(f"{key}={value!r} for model {name!r} must be a positive integer")
-    return _BUILDERS[name](**{k: v for k, v in kwargs.items() if v is not None})
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    _check_types(name, _BUILDERS[name], kwargs)
+    return _BUILDERS[name](**kwargs)
+
+
+def _check_types(name: str, builder: Callable[..., nn.Module], kwargs: dict[str, Any]) -> None:
+    """A string (or a number) where the builder's default is a bool, or a string where it is a number,
+    is a user error: 'False' is a truthy string, and '3' a size nobody meant."""
+    import inspect
+
+    params = dict(inspect.signature(builder).parameters)
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):  # forwarded to the model class
+        import typing
+
+        with contextlib.suppress(NameError, TypeError):  # an unresolvable annotation only skips the check
+            cls = typing.get_type_hints(builder).get("return")
+            if isinstance(cls, type):
+                params = {**inspect.signature(cls.__init__).parameters, **params}
+    for key, value in kwargs.items():
+        default = params[key].default if key in params else inspect.Parameter.empty
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise CnnlabError(f"{key}={value!r} for model {name!r} must be true or false (a bool), "
+                              f"e.g. {key}=false")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
+            raise CnnlabError(f"{key}={value!r} for model {name!r} must be a number like its default {default!r}")
 
 
 def _positive_int(value: Any) -> bool:

@@ -84,13 +84,24 @@ def run_config(cfg: TrainConfig, task: Task, bundle: DataBundle, model_kwargs: d
         "model": {"name": cfg.model, "kwargs": model_kwargs},
         "preprocess": {"image_size": info["image_size"], "input_size": list(task.input_size(info)),
                        "in_channels": bundle.in_channels, "mean": preprocess.mean, "std": preprocess.std},
-        "data": {"spec": bundle.spec, "info": info, "options": dict(cfg.data_options),
+        "data": {"spec": bundle.spec, "path": resolved_path(bundle.spec), "info": info, "options": dict(cfg.data_options),
                  "train_size": len(bundle.train), "val_size": len(bundle.val), "meta": _jsonable(bundle.meta)},
         "train": cfg.to_dict(),
         "resolved": {"device": str(device), "precision": precision, "world_size": dist.world_size},
         "versions": {"cnnlab": cnnlab.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     }
+
+
+def resolved_path(spec: str) -> str | None:
+    """The absolute path of a folder or file spec (None for builtin and named data), so that a run
+    can recognise its own data however the path is spelled later."""
+    from pathlib import Path
+
+    from cnnlab.data import parse_spec
+
+    kind = parse_spec(spec).kind
+    return str(Path(spec).expanduser().resolve()) if kind in ("folder", "npz") else None
 
 
 def _jsonable(value: Any) -> Any:

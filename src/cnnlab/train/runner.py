@@ -115,6 +115,12 @@ def _fit(cfg: TrainConfig, resume: bool, on_step: Callable[[Position, float], No
     saved = check_run_dir(run_dir, cfg, resume)
     task = get_task(cfg.task, **cfg.task_options)
     check_tta(cfg.tta, task)  # before the data is loaded and anything is written
+    from cnnlab.models import list_models
+
+    if cfg.model not in list_models():  # a typo is said before the data loads (10 s on CIFAR)
+        from cnnlab.errors import unknown
+
+        raise unknown("model", cfg.model, list_models())
     bundle = load_data(cfg.data, cfg.task, val_split=cfg.val_split, seed=cfg.seed, image_size=cfg.image_size,
                        strict=cfg.strict, limit=cfg.limit, options=cfg.data_options)
     info = bundle.info
