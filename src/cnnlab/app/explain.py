@@ -144,7 +144,7 @@ class PixelSpace(torch.nn.Module):
 
 
 def explain_filters(run: Any, layer: str | None, out: Path, count: int = 64, steps: int | None = None,
-                    method: str = "plain", seed: int = 0) -> dict[str, Any]:
+                    method: str = "plain", seed: int = 0, at_most: bool = False) -> dict[str, Any]:
     """A filter atlas: the first ``count`` channels of ``layer`` (default: the middle convolution)."""
     from cnnlab.render.grids import save_atlas
 
@@ -156,6 +156,8 @@ def explain_filters(run: Any, layer: str | None, out: Path, count: int = 64, ste
     get_layer(run.model, layer)  # an unknown name is reported without the wrapper's "model." prefix
     wrapped = PixelSpace(run)
     maps = feature_maps(run.model, probe(run), layer)
+    if at_most:  # "up to count" (the report), not "exactly count" (--channels)
+        count = min(count, maps.shape[1])
     if count > maps.shape[1]:
         raise CnnlabError(f"--channels {count}: layer {layer!r} has {maps.shape[1]} channels; pass at most "
                           f"{maps.shape[1]}")

@@ -119,7 +119,8 @@ def explained(run: Any, inputs: Sequence[str] | None, samples: int, filter_chann
                      + img(act["grids"][0], "feature maps")
                      + "<p>Share of channels that never activate (&le; 0 everywhere), by depth:</p>"
                      + img(act["depth_png"], "silent channels by depth"))
-    filters = runs.explain_filters(run, None, tmp / "filters", count=filter_channels, steps=filter_steps)
+    filters = runs.explain_filters(run, None, tmp / "filters", count=filter_channels, steps=filter_steps,
+                                   at_most=True)
     parts.append(f"<h2>Filter atlas</h2><p>Inputs that maximise the first {len(filters['channels'])} channels of "
                  f"<code>{html.escape(filters['layer'])}</code> (gradient ascent from grey noise).</p>"
                  + img(filters["png"], "filter atlas"))

@@ -23,7 +23,8 @@ METHODS = ("activations", "filters", "gradcam", "gradcam++", "hirescam")
               "[default: the coarsest feature map >= 4 px; filters: the middle convolution]")
 @click.option("--out", "out_dir", default=None, help="Folder for the PNGs.  [default: RUN/explain]")
 @click.option("--target", default=None, help="CAM class (index or name).  [default: the predicted class]")
-@click.option("--channels", default=64, show_default=True, help="filters: how many channels to draw.")
+@click.option("--channels", type=int, help="filters: how many channels to draw (an error past the layer's).  "
+              "[default: up to 64]")
 @click.option("--steps", default=None, type=int, help="filters: ascent steps.  [default: 30 plain, 128 robust]")
 @click.option("--filter-method", type=click.Choice(["plain", "robust"]), default="plain", show_default=True,
               help="filters: the lecture recipe or jitter/scale/rotate + Fourier images.")
@@ -55,7 +56,8 @@ def explain(run_dir: str, inputs: tuple[str, ...], method: str, layer: str | Non
                 raise CnnlabError(f"{name} must be at least 1, got {value}")
         if inputs:
             click.echo("note: --method filters starts from noise; the INPUT images are not used", err=True)
-        result = runs.explain_filters(run, layer, out, count=channels, steps=steps, method=filter_method)
+        result = runs.explain_filters(run, layer, out, count=channels or 64, steps=steps, method=filter_method,
+                                      at_most=channels is None)
         click.echo(f"filter atlas of {result['layer']} ({len(result['channels'])} channels): {result['png']}")
         return
     if not inputs:
