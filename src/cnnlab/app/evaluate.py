@@ -47,7 +47,7 @@ def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size
     if not parts:
         raise CnnlabError(f"the {split!r} split of --data {spec} is empty; pass --split all")
     data = concat(parts)
-    precision = make_precision("fp32", device, channels_last=False)
+    precision = make_precision("fp32", run.device, channels_last=False)
     meter = evaluate(run.model, run.task, data, run.preprocess, precision, batch_size, run.info)
     result: dict[str, Any] = {"run": str(run_dir), "data": str(spec), "split": split, "examples": len(data)}
     result.update(meter.compute())

@@ -61,13 +61,14 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     # Super-resolution x3 on the 200 BSDS photos of ../shared/data/sr_train (20 held out for validation):
     # edsr_cpu (8 residual blocks of 48 channels, bicubic global skip), L1 loss, random 96 px HR patches
-    # (32 px LR), mirrored. 180 training photos x repeat 100 = 18,000 patches an epoch; 12 epochs are
-    # 13,500 steps of 16 patches, about 26 min at the ~120 patches/s measured in bf16 on 2 Zen 5 cores.
+    # (32 px LR), mirrored. 180 training photos x repeat 100 = 18,000 patches an epoch; 10 epochs are
+    # 11,250 steps of 16 patches: 25 min at the 120-130 patches/s measured in bf16 on 2 Zen 5 cores
+    # (12 epochs took 35 min with other work on the machine and gained 0.01 dB over epoch 10).
     "superres-x3": {
         "task": "superres",
         "model": "edsr_cpu",
         "task_options": {"scale": 3, "patch": 96},
-        "epochs": 12,
+        "epochs": 10,
         "repeat": 100,
         "batch_size": 16,
         "optimizer": "adamw",
