@@ -79,6 +79,9 @@ def test_predict_files_and_folders(run_dir, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     lines = (out / "predictions.csv").read_text().splitlines()
     assert lines[0] == "path,rank,class,probability" and len(lines) == 4
+    from cnnlab.app.predict import predict_files  # the library call behind the command
+
+    assert predict_files(run_dir, [str(single)], top_k=2) == rows[-1:]
 
 
 def test_export_onnx_matches_pytorch(run_dir, tmp_path) -> None:

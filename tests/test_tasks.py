@@ -62,3 +62,11 @@ def test_meter_top1_top5_confusion_and_per_class() -> None:
     restored = task.meter(7)
     restored.load_state(meter.state())
     assert restored.compute() == m and torch.equal(restored.confusion, meter.confusion)
+
+
+def test_each_task_says_which_way_its_metrics_improve() -> None:
+    from cnnlab.tasks import better
+
+    assert better(get_task("classify"), "top1", 0.9, 0.8) and better(get_task("classify"), "loss", 0.1, 0.2)
+    assert better(get_task("superres"), "psnr", 30.0, 29.0) and not better(get_task("superres"), "loss", 0.3, 0.2)
+    assert get_task("segment").directions["miou"] == "max"

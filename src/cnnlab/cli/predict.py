@@ -12,16 +12,6 @@ from typing import Any
 import click
 
 
-def predict_files(run_dir: str | Path, inputs: list[str], out: Path | None = None, device: str = "cpu",
-                  **options: Any) -> list[dict[str, Any]]:
-    """One row per readable input, made by the run's task (classify: top-k classes; segment: mask and
-    overlay PNGs; superres: the upscaled PNG). ``options`` are the task's predict options."""
-    from cnnlab.rundir import load_run
-
-    run = load_run(run_dir, device)
-    return run.task.predict_files(run, inputs, out, options)
-
-
 def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
     """CSV (path, rank, class, probability) or JSON text."""
     if fmt == "json":

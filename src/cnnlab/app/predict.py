@@ -1,0 +1,16 @@
+"""Predict files with a run directory: what the run's task predicts for each image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def predict_files(run_dir: str | Path, inputs: list[str], out: Path | None = None, device: str = "cpu",
+                  **options: Any) -> list[dict[str, Any]]:
+    """One row per readable input, made by the run's task (classify: top-k classes; segment: mask and
+    overlay PNGs; superres: the upscaled PNG). ``options`` are the task's predict options."""
+    from cnnlab.rundir import load_run
+
+    run = load_run(run_dir, device)
+    return run.task.predict_files(run, inputs, out, options)
