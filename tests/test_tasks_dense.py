@@ -118,7 +118,7 @@ def test_predict_writes_masks_and_upscaled_images_that_round_trip(tmp_path) -> N
     sr = Image.open(tmp_path / "psr" / "red.png")
     assert sr.size == (74, 58)
     # the written PNG holds exactly the model's quantised output
-    from cnnlab.data.images import read_native
+    from cnnlab.data.plain import read_native
     from cnnlab.rundir import load_run
 
     loaded = load_run(tmp_path / "sr")

@@ -245,22 +245,3 @@ def load_images(paths: Iterable[str | os.PathLike], image_size: int | tuple[int,
                           f"{skipped[0][1]}); pass image files Pillow can open ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     warn_skipped(skipped)
     return x, [files[i] for i in kept]
-
-
-def read_native(paths: Iterable[str | os.PathLike], in_channels: int = 3) -> list[tuple[Path, torch.Tensor]]:
-    """Files and folders -> [(path, uint8 (C, H, W))] at each image's own size (for predict and
-    explain of image-to-image runs); unreadable files are skipped with one warning."""
-    files = _expand(paths)
-    out, skipped = [], []
-    for path in files:
-        try:
-            arr = np.asarray(to_mode(read(path, 1 << 30), in_channels))
-        except DECODE_ERRORS as exc:
-            skipped.append((path, _reason(exc)))
-            continue
-        out.append((path, torch.from_numpy(np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)))))
-    if not out:
-        raise CnnlabError(f"none of the {len(files)} input image(s) could be read (first: {skipped[0][0]}: "
-                          f"{skipped[0][1]}); pass image files Pillow can open")
-    warn_skipped(skipped)
-    return out

@@ -11,7 +11,7 @@ no classes); ``limit`` keeps the first files in sorted order.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from cnnlab.data.images import (
     DECODE_ERRORS,
     GRAY_MODES,
     IMAGE_EXTENSIONS,
+    _expand,
     _progress,
     _reason,
     find_images,
@@ -77,6 +78,19 @@ def decode_files(paths: Sequence[Path], channels: int, size: tuple[int, int] | N
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return images, skipped
+
+
+def read_native(paths: Iterable[str | os.PathLike], in_channels: int = 3) -> list[tuple[Path, torch.Tensor]]:
+    """Files and folders -> [(path, uint8 (C, H, W))] at each image's own size (for predict of
+    image-to-image runs), decoded like training photos; unreadable files are skipped with one warning."""
+    files = _expand(paths)
+    images, skipped = decode_files(files, in_channels, None, strict=False)
+    if not images:
+        raise CnnlabError(f"none of the {len(files)} input image(s) could be read (first: {skipped[0][0]}: "
+                          f"{skipped[0][1]}); pass image files Pillow can open")
+    warn_skipped(skipped)
+    bad = {path for path, _ in skipped}
+    return list(zip([f for f in files if f not in bad], images, strict=True))
 
 
 def _field(items: list[torch.Tensor], like: Field | None) -> Field:

@@ -161,7 +161,7 @@ class SegmentTask(Task):
                       ) -> list[dict[str, Any]]:
         """Per input: OUT/<stem>.png, the class-index mask (one byte per pixel), and
         OUT/<stem>_overlay.png, the classes in colour over the image."""
-        from cnnlab.data.images import read_native
+        from cnnlab.data.plain import read_native
         from cnnlab.render.overlays import mask_overlay, save_mask_png, save_rgb_png
         from cnnlab.tasks.base import check_options
 

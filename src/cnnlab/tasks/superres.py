@@ -198,7 +198,7 @@ class SuperResTask(Task):
                       ) -> list[dict[str, Any]]:
         """Per LR input: OUT/<stem>.png, ``scale`` times larger. Large images are processed in tiles of
         ``tile`` LR pixels with ``overlap`` pixels of context (memory stays bounded)."""
-        from cnnlab.data.images import read_native
+        from cnnlab.data.plain import read_native
         from cnnlab.render.overlays import save_rgb_png
         from cnnlab.tasks.base import check_options
         from cnnlab.tasks.tiles import tiled
