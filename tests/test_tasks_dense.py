@@ -181,3 +181,16 @@ def test_cli_sizes_and_recipes_name_their_task(tmp_path) -> None:
     cfg = build_config("superres", {"recipe": "superres-x3", "out": str(tmp_path), "task_options": {"patch": 48}},
                        resume=False)
     assert cfg.task_options == {"scale": 3, "patch": 48}  # a command-line option joins the recipe's
+
+
+@pytest.mark.parametrize("name", ["segment", "superres"])
+def test_flip_tta_mirrors_the_output_back(name: str) -> None:
+    task = get_task(name)
+    torch.manual_seed(0)
+    pointwise = torch.nn.Conv2d(3, 3, 1)  # commutes with a mirror: TTA changes nothing
+    x = torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(task.forward(pointwise, x, "flip"), pointwise(x), atol=1e-6)
+        shifted = torch.nn.Conv2d(3, 3, (1, 3), padding=(0, 1))  # does not commute: the mean of both ways
+        both = 0.5 * (shifted(x) + shifted(x.flip(-1)).flip(-1))
+        assert torch.allclose(task.forward(shifted, x, "flip"), both, atol=1e-6)

@@ -124,8 +124,13 @@ class Task(ABC):
         """Raw model outputs -> the task's prediction (class probabilities, masks, images, ...)."""
 
     def forward(self, model: nn.Module, inputs: torch.Tensor, tta: str = "none") -> torch.Tensor:
-        """The model's float outputs for ``inputs``, averaged over the test-time augmentation ``tta``."""
-        return model(inputs).float()
+        """The model's float outputs for ``inputs``, averaged over the test-time augmentation ``tta``.
+        For outputs laid out like the image (masks, images), 'flip' mirrors the input and mirrors
+        the output back before averaging; tasks with other outputs override this."""
+        outputs = model(inputs).float()
+        if tta == "flip":
+            outputs = 0.5 * (outputs + model(inputs.flip(-1)).float().flip(-1))
+        return outputs
 
     def predict_files(self, run: Any, paths: list[str], out: Path | None, options: dict[str, Any]
                       ) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cnnlab.data.bundle import IGNORE, Split
 from cnnlab.errors import CnnlabError
@@ -150,12 +149,6 @@ class SegmentTask(Task):
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         """Per-pixel class probabilities (N, K, H, W)."""
         return outputs.float().softmax(dim=1)
-
-    def forward(self, model: nn.Module, inputs: torch.Tensor, tta: str = "none") -> torch.Tensor:
-        outputs = model(inputs).float()
-        if tta == "flip":  # a mirrored image has the mirrored mask: flip its logits back and average
-            outputs = 0.5 * (outputs + model(inputs.flip(-1)).float().flip(-1))
-        return outputs
 
     def predict_files(self, run: Any, paths: list[str], out: Path | None, options: dict[str, Any]
                       ) -> list[dict[str, Any]]:

@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cnnlab.data.bundle import Split
 from cnnlab.data.degrade import bicubic_resize, downscale, upscale
@@ -154,12 +153,6 @@ class SuperResTask(Task):
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         """The SR image, float in [0, 1] (N, C, scale H, scale W)."""
         return outputs.float().clamp(0.0, 1.0)
-
-    def forward(self, model: nn.Module, inputs: torch.Tensor, tta: str = "none") -> torch.Tensor:
-        outputs = model(inputs).float()
-        if tta == "flip":
-            outputs = 0.5 * (outputs + model(inputs.flip(-1)).float().flip(-1))
-        return outputs
 
     def options(self) -> dict[str, Any]:
         return {"scale": self.scale, "patch": self.patch}
