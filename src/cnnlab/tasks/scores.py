@@ -164,12 +164,13 @@ def to_levels(x: torch.Tensor) -> torch.Tensor:
     return torch.round(_float(x).clamp(0.0, 1.0) * 255.0)
 
 
-def sr_scores(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, torch.Tensor]:
+def sr_scores(sr: torch.Tensor, hr: torch.Tensor, scale: int, with_ssim: bool = True) -> dict[str, torch.Tensor]:
     """PSNR and SSIM of super-resolved ``sr`` against ``hr`` by the SR papers' protocol (see module doc).
 
     Both are (N, C, H, W), uint8 or float in [0, 1]. HR is cropped to a multiple of ``scale`` and SR to the
     same size (so SR may come from the cropped or the uncropped HR), then both are scored on Y with
-    ``scale`` pixels shaved from each border. Returns {"psnr": (N,), "ssim": (N,)}, float64.
+    ``scale`` pixels shaved from each border. Returns {"psnr": (N,), "ssim": (N,)}, float64 (no "ssim"
+    with ``with_ssim=False``: the cheap score shown while training).
     """
     if sr.ndim != 4 or hr.ndim != 4:
         raise CnnlabError(f"sr_scores needs (N, C, H, W) batches, got sr {tuple(sr.shape)} and hr {tuple(hr.shape)}")
@@ -181,7 +182,10 @@ def sr_scores(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, torch
     sr = sr[..., :h, :w]
     y_sr = shave(rgb_to_y(to_levels(sr)), scale)
     y_hr = shave(rgb_to_y(to_levels(hr)), scale)
-    return {"psnr": psnr(y_sr, y_hr), "ssim": ssim(y_sr, y_hr)}
+    found = {"psnr": psnr(y_sr, y_hr)}
+    if with_ssim:
+        found["ssim"] = ssim(y_sr, y_hr)
+    return found
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,

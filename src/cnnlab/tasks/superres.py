@@ -58,12 +58,7 @@ class SuperResMeter(Meter):
         self.count += len(targets)
 
     def _scores(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
-        sr, hr = sr.detach().cpu(), hr.detach().cpu()
-        if self.with_ssim:
-            return scores.sr_scores(sr, hr, self.scale)
-        y_sr = scores.shave(scores.rgb_to_y(scores.to_levels(sr)), self.scale)
-        y_hr = scores.shave(scores.rgb_to_y(scores.to_levels(hr)), self.scale)
-        return {"psnr": scores.psnr(y_sr, y_hr)}
+        return scores.sr_scores(sr.detach().cpu(), hr.detach().cpu(), self.scale, self.with_ssim)
 
     def compute(self) -> dict[str, float]:
         n = max(self.count, 1)
