@@ -12,7 +12,7 @@ import inspect
 from typing import Any
 
 from cnnlab.errors import CnnlabError, unknown
-from cnnlab.tasks.base import Batch, Meter, Task, better
+from cnnlab.tasks.base import Batch, Meter, Task, better, flags
 
 TASK_NAMES = ("classify", "segment", "superres", "denoise", "inpaint", "compress", "localize", "audio")
 
@@ -42,9 +42,7 @@ def get_task(name: str, **options: Any) -> Task:
     accepted = task_options(name)
     extra = sorted(set(options) - set(accepted))
     if extra:
-        flags = ", ".join("--" + k.replace("_", "-") for k in extra)
-        takes = ", ".join("--" + k.replace("_", "-") for k in accepted) or "none"
-        raise CnnlabError(f"task {name!r} has no option {flags}; its options: {takes}")
+        raise CnnlabError(f"task {name!r} has no option {flags(extra)}; its options: {flags(accepted) or 'none'}")
     return cls(**options)
 
 

@@ -184,7 +184,11 @@ def check_options(task: Task, given: dict[str, Any], defaults: dict[str, Any]) -
 
     extra = sorted(set(given) - set(defaults))
     if extra:
-        flags = ", ".join("--" + k.replace("_", "-") for k in extra)
-        takes = ", ".join("--" + k.replace("_", "-") for k in defaults) or "none"
-        raise CnnlabError(f"{flags} does not apply to {task.name!r} runs; their predict options: {takes}")
+        raise CnnlabError(f"{flags(extra)} does not apply to {task.name!r} runs; their predict options: "
+                          f"{flags(defaults) or 'none'}")
     return {**defaults, **given}
+
+
+def flags(names: Any) -> str:
+    """Option names as the command line spells them: ('top_k', 'tile') -> '--top-k, --tile'."""
+    return ", ".join("--" + k.replace("_", "-") for k in names)
