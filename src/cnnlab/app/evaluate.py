@@ -18,7 +18,6 @@ def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size
     trained on (the same split, from the same seed, options and limit) and every example of any other
     spec.
     """
-    from cnnlab.data import load_data
     from cnnlab.rundir import load_run
     from cnnlab.train.loop import evaluate
     from cnnlab.train.precision import make_precision
@@ -30,8 +29,7 @@ def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size
     same_data = same_spec(str(spec), run.config["data"])
     if limit is None and same_data:
         limit = train_cfg.get("limit")  # the run's own subset, so 'val' is the split it held out
-    bundle = load_data(spec, run.config["task"], val_split=train_cfg["val_split"], seed=train_cfg["seed"],
-                       image_size=run.image_size, limit=limit, options=run.config["data"].get("options") or {})
+    bundle = load_like_run(run, spec, limit)
     check_same_kind(bundle.info, run.info, spec)
     if split == "auto":
         split = "val" if same_data else "all"
@@ -58,6 +56,16 @@ def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size
     if getattr(meter, "confusion", None) is not None:
         result["confusion"] = meter.confusion.tolist()
     return result, meter
+
+
+def load_like_run(run: Any, spec: str, limit: int | None) -> Any:
+    """``spec`` loaded as the run loaded its data (its task's layout, split rule and seed, image size
+    and data options), so that on the run's own data 'val' is the split it held out."""
+    from cnnlab.data import load_data
+
+    cfg = run.config["train"]
+    return load_data(spec, run.config["task"], val_split=cfg["val_split"], seed=cfg["seed"], image_size=run.image_size,
+                     limit=limit, options=run.config["data"].get("options") or {})
 
 
 def same_spec(spec: str, data: dict[str, Any]) -> bool:

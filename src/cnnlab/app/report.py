@@ -78,16 +78,13 @@ def task_plots(run: Any) -> str:
 
 def validation(run: Any) -> tuple[Any, str]:
     """(the run's validation Split, where it came from), or (None, why not), reloaded as it was split."""
-    from cnnlab.data import load_data
+    from cnnlab.app.evaluate import load_like_run
 
     spec = run.config.get("data", {}).get("spec")
     if not spec:
         return None, "the run records no data spec; pass --inputs IMAGE..."
-    cfg = run.config["train"]
     try:
-        bundle = load_data(spec, run.config["task"], val_split=cfg["val_split"], seed=cfg["seed"],
-                           image_size=run.image_size, limit=cfg.get("limit"),
-                           options=run.config["data"].get("options") or {})
+        bundle = load_like_run(run, spec, run.config["train"].get("limit"))
     except (CnnlabError, OSError) as exc:  # the report still has curves and filters; say why samples are missing
         return None, f"could not load the run's data {spec!r} here ({exc}); pass --inputs IMAGE..."
     if len(bundle.val):
