@@ -194,3 +194,11 @@ def test_flip_tta_mirrors_the_output_back(name: str) -> None:
         shifted = torch.nn.Conv2d(3, 3, (1, 3), padding=(0, 1))  # does not commute: the mean of both ways
         both = 0.5 * (shifted(x) + shifted(x.flip(-1)).flip(-1))
         assert torch.allclose(task.forward(shifted, x, "flip"), both, atol=1e-6)
+
+
+def test_a_split_refuses_masks_of_another_size_stacked_or_not() -> None:
+    images = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="masks must be"):
+        Split({"image": images, "mask": torch.zeros(2, 4, 5, dtype=torch.uint8)})
+    with pytest.raises(ValueError, match="masks must be"):
+        Split({"image": list(images), "mask": [torch.zeros(4, 4, dtype=torch.uint8), torch.zeros(4, 5, dtype=torch.uint8)]})

@@ -58,7 +58,11 @@ class Split:
             if kind == "label" and not (isinstance(values, torch.Tensor) and values.dtype == torch.int64
                                         and values.dim() == 1):
                 raise ValueError(f"field {name!r} must be int64 (N,) labels, got {_describe(values)}")
-            if kind == "mask":
+            if kind == "mask" and isinstance(values, torch.Tensor) and isinstance(self.fields["image"], torch.Tensor):
+                if values.shape[1:] != self.fields["image"].shape[2:]:  # stacked: one comparison, not one per item
+                    raise ValueError(f"field {name!r} is {tuple(values.shape)}, the images are "
+                                     f"{tuple(self.fields['image'].shape)}: masks must be (N, H, W) of the images")
+            elif kind == "mask":
                 for i in range(n):
                     if _item_shape(values, i) != _item_shape(self.fields["image"], i)[1:]:
                         raise ValueError(f"field {name!r} item {i} is {_item_shape(values, i)}, its image is "
