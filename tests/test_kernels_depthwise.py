@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import subprocess
+import time
 
 import pytest
 import torch
@@ -86,11 +87,34 @@ def test_build_without_avx512_runs_the_portable_path(tmp_path) -> None:
     x, g = _pair((2, 37, 4, 3), seed=2)
     partial = torch.empty(1, 9, 64)
     counter = torch.zeros(1, dtype=torch.int64)
-    lib.dw3x3_wgrad(x.data_ptr(), g.data_ptr(), partial.data_ptr(), 4, 3, 37, counter.data_ptr(), 2 * 4, 0, 0, 0)
+    lib.dw3x3_wgrad(x.data_ptr(), g.data_ptr(), partial.data_ptr(), 4, 3, 37, counter.data_ptr(), 2 * 4, 1, 0, 0, 0)
     _close(partial[0, :, :37].t().reshape(37, 1, 3, 3), _reference(x, g), 1e-5)
     partial.fill_(float("nan"))
     lib.dw3x3_wgrad_portable(x.data_ptr(), g.data_ptr(), partial.data_ptr(), 4, 3, 37, 0, 0, 2 * 4)
     _close(partial[0, :, :37].t().reshape(37, 1, 3, 3), _reference(x, g), 1e-5)
+
+
+@needs_kernel
+def test_kernel_gives_the_same_bits_whichever_thread_claims_which_rows(monkeypatch) -> None:
+    """Issue 14: threads claim work dynamically, yet the sum must not depend on who took what. A
+    thread that stalls (as one sharing its core with torch's spinning OpenMP worker does) changes
+    the claims; the bits must stay."""
+    x, g = _pair((4, 64, 40, 6), seed=3)
+    first = depthwise.depthwise3x3_weight_grad(x, g)
+    real = kernels.parallel_chunks
+    lib = depthwise._kernel_library()
+
+    def stall_one(fn, total, *args, chunks=None):
+        def slow_first(*a):  # the last three arguments are (chunk, start, end)
+            if a[-3] == 0:
+                time.sleep(0.01)
+            return fn(*a)
+        return real(slow_first, total, *args, chunks=chunks)
+
+    monkeypatch.setattr(kernels, "parallel_chunks", stall_one)
+    for _ in range(3):
+        assert torch.equal(depthwise.depthwise3x3_weight_grad(x, g), first)
+    assert lib is not None
 
 
 @needs_kernel

@@ -42,8 +42,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         if name == "portable" or lib.dw3x3_paths() & bit:
             fn = getattr(lib, symbol)
             fn.argtypes, fn.restype = _ARGTYPES, None
-    # the dynamic entry point: a shared row counter and the row count before (chunk, start, end)
-    lib.dw3x3_wgrad.argtypes = [*_ARGTYPES[:6], ctypes.c_void_p, ctypes.c_int64, *_ARGTYPES[6:]]
+    # the dynamic entry point: a shared tile counter, the row count and the tile count before
+    # (chunk, start, end)
+    lib.dw3x3_wgrad.argtypes = [*_ARGTYPES[:6], ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, *_ARGTYPES[6:]]
     lib.dw3x3_wgrad.restype = None
 
 
@@ -59,6 +60,12 @@ def paths(lib: ctypes.CDLL | None = None) -> list[str]:
         return []
     bits = int(lib.dw3x3_paths())
     return [name for name, (_, bit) in PATHS.items() if name == "portable" or bits & bit]
+
+
+def tile_count(rows: int) -> int:
+    """How many fixed row ranges the dynamic entry point cuts ``rows`` into: 32 (4 per thread past 8
+    threads) keeps a straggling thread's share small, and costs one 9 x C fp32 sum per tile."""
+    return max(1, min(rows, max(32, 4 * torch.get_num_threads())))
 
 
 def _channels_last_bf16(t: torch.Tensor) -> bool:
@@ -82,14 +89,19 @@ def depthwise3x3_weight_grad(x: torch.Tensor, g: torch.Tensor, *, path: str | No
     rows = n * h
     chunks = kernels.chunk_count(rows)
     padded = (c + 31) // 32 * 32  # the kernel works on 32-channel blocks: see dw3x3.c
-    partial = torch.empty(chunks, 9, padded, dtype=torch.float32)
-    args = (x.data_ptr(), g.data_ptr(), partial.data_ptr(), h, w, c)
     if path is None:
-        counter = torch.zeros(1, dtype=torch.int64)  # rows claimed so far, shared by the threads
-        kernels.parallel_chunks(lib.dw3x3_wgrad, rows, *args, counter.data_ptr(), rows, chunks=chunks)
+        # fixed tiles, claimed dynamically: the sum depends on the tiles, never on which thread ran
+        # which (dw3x3.c), so the same inputs give the same bits at the same thread count
+        tiles = tile_count(rows)
+        partial = torch.empty(tiles, 9, padded, dtype=torch.float32)
+        counter = torch.zeros(1, dtype=torch.int64)  # tiles claimed so far, shared by the threads
+        kernels.parallel_chunks(lib.dw3x3_wgrad, rows, x.data_ptr(), g.data_ptr(), partial.data_ptr(), h, w, c,
+                                counter.data_ptr(), rows, tiles, chunks=chunks)
     else:
-        kernels.parallel_chunks(getattr(lib, PATHS[path][0]), rows, *args, chunks=chunks)
-    total = partial[0] if chunks == 1 else partial.sum(0)
+        partial = torch.empty(chunks, 9, padded, dtype=torch.float32)
+        kernels.parallel_chunks(getattr(lib, PATHS[path][0]), rows, x.data_ptr(), g.data_ptr(),
+                                partial.data_ptr(), h, w, c, chunks=chunks)
+    total = partial[0] if partial.shape[0] == 1 else partial.sum(0)
     return total[:, :c].t().reshape(c, 1, 3, 3).contiguous()
 
 

@@ -261,39 +261,39 @@ void dw3x3_wgrad_avx512bf16(const void *x, const void *g, float *partial, int64_
 }
 #endif
 
-/* The fastest path this build has, with rows claimed dynamically: each call takes blocks of CLAIM
-   rows from the shared counter *next (zero before the first call) until all `total` rows are taken,
-   and ignores start and end. Why dynamic: right after a oneDNN op, torch's OpenMP worker keeps
-   spinning on a core for a few ms (libgomp's default wait policy), so a static split makes the
-   thread that shares its core the straggler; claiming lets the other threads take over its rows.
-   partial[chunk] gets the sums of the rows this call claimed. Writes nothing else: cannot fail. */
-#define CLAIM 4
+/* The fastest path this build has, with fixed tiles claimed dynamically. The rows are cut into
+   `tiles` fixed ranges, tile t = rows [total*t/tiles, total*(t+1)/tiles); each call claims whole
+   tiles from the shared counter *next (zero before the first call) until all are taken, and writes
+   tile t's sums to partial[t], ignoring chunk, start and end. Why dynamic: right after a oneDNN op,
+   torch's OpenMP worker keeps spinning on a core for a few ms (libgomp's default wait policy), so a
+   static split makes the thread that shares its core the straggler; claiming lets the other threads
+   take over its tiles. Why fixed tiles rather than claimed rows summed per thread: which thread took
+   which rows changes from run to run, so per-thread sums would add the same products in a different
+   order each time and training would not be reproducible; a tile's sum depends only on its rows, and
+   the caller adds the tiles in index order. Writes nothing else: cannot fail. */
 void dw3x3_wgrad(const void *x, const void *g, float *partial, int64_t H, int64_t W, int64_t C,
-                 int64_t *next, int64_t total, int64_t chunk, int64_t start, int64_t end) {
+                 int64_t *next, int64_t total, int64_t tiles, int64_t chunk, int64_t start, int64_t end) {
+    (void)chunk;
     (void)start;
     (void)end;
     const int64_t Cp = padded(C);
-    float *buf = partial + chunk * 9 * Cp;
-    memset(buf, 0, (size_t)(9 * Cp) * sizeof(float));
     for (;;) {
-        const int64_t r0 = __atomic_fetch_add(next, CLAIM, __ATOMIC_RELAXED);
-        if (r0 >= total) break;
-        const int64_t r1 = r0 + CLAIM < total ? r0 + CLAIM : total;
+        const int64_t t = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+        if (t >= tiles) break;
+        const int64_t r0 = total * t / tiles, r1 = total * (t + 1) / tiles;
+        float *buf = partial + t * 9 * Cp;
+        memset(buf, 0, (size_t)(9 * Cp) * sizeof(float));
 #if defined(DW3X3_AVX512BF16)
         wgrad_avx512bf16((const uint16_t *)x, (const uint16_t *)g, buf, H, W, C, Cp, r0, r1);
+        unpermute(buf, Cp, pos_bf16);
 #elif defined(DW3X3_AVX512)
         wgrad_avx512((const uint16_t *)x, (const uint16_t *)g, buf, H, W, C, Cp, r0, r1);
+        unpermute(buf, Cp, pos_fma);
 #else
         wgrad_portable((const uint16_t *)x, (const uint16_t *)g, buf, H, W, C, r0, r1); /* stride C */
+        spread(buf, C, Cp);
 #endif
     }
-#if defined(DW3X3_AVX512BF16)
-    unpermute(buf, Cp, pos_bf16);
-#elif defined(DW3X3_AVX512)
-    unpermute(buf, Cp, pos_fma);
-#else
-    spread(buf, C, Cp);
-#endif
 }
 
 /* Which paths this build has: bit 0 the AVX-512 FMA path (dw3x3_wgrad_avx512), bit 1 the AVX512_BF16
