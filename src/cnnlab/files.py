@@ -16,12 +16,28 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], mode: int | None = 0o644, *,
+def umask() -> int:
+    """The process's file-creation mask. Linux shows it in /proc; elsewhere os.umask can only read it by
+    setting it, which another thread creating a file at that moment would see, so that is the fallback."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], mode: int = 0o666, *,
                  suffix: str = ".tmp") -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it over ``path``.
 
-    ``mode`` sets the permissions (mkstemp makes files private; outputs are meant to be shared);
-    None keeps what the file has after ``write`` (mkstemp's 0600 unless ``write`` replaced it).
+    The file gets ``mode`` less the umask, as ``open()`` would have given it: mkstemp makes its file
+    0600 whatever the umask, and that mode would survive the rename, so a run trained on a shared
+    server could be read by nobody else (0666 gives 0644 under the usual umask 022; pass 0o777 for
+    an executable or shared library).
     The temporary file is ``.<name>.<random><suffix>``, private to this call, so concurrent writers
     (pytest workers, the ranks of a distributed run) never share one and each renames a whole file;
     if ``write`` raises, it is removed and ``path`` is left as it was.
@@ -32,8 +48,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], mode: i
     os.close(fd)
     try:
         write(Path(tmp))
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode & ~umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -87,8 +87,8 @@ def _build(name: str, source: Path, compiler: str) -> Path:
             raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed")
 
     # atomic: concurrent builders (pytest workers) each compile into a private temporary file and
-    # rename a whole library into place; 0o755 is a shared library's usual mode
-    return atomic_write(target, compile_to, mode=0o755, suffix=".so.tmp")
+    # rename a whole library into place, executable like any shared library (0755 under umask 022)
+    return atomic_write(target, compile_to, mode=0o777, suffix=".so.tmp")
 
 
 @functools.cache
