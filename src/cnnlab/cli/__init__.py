@@ -7,6 +7,7 @@ a one-line message and exit code 2; set CNNLAB_DEBUG=1 for the full traceback.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -84,6 +85,22 @@ def _one_line_warnings() -> None:
             default(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show
+    # cnnlab's image reader refuses such files and names them; Pillow's warning would not name the file
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", module="PIL")
+
+
+def _print_any_file_name() -> None:
+    """Print file names that are not valid UTF-8 as the bytes they have on disk, as ``ls`` does: Python
+    keeps such bytes as surrogates, and a strict stdout (the usual one under a UTF-8 locale other than
+    C) raises UnicodeEncodeError on them in the middle of a table."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
+
+
+def _path_error(exc: OSError) -> bool:
+    return isinstance(exc, (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)) or \
+        exc.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,24 +110,35 @@ def main(argv: list[str] | None = None) -> None:
 
     tune_openmp_env()  # before any command imports torch: libgomp reads it once
     _one_line_warnings()
+    _print_any_file_name()
     try:
         cli.main(args=argv, prog_name="cnnlab", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # click turns KeyboardInterrupt (and so a training run's StopRequested) into Abort; keep the
+        # shell's code for death by that signal: 130 for Ctrl-C, 143 for SIGTERM
         click.echo("Aborted.", err=True)
-        sys.exit(130)
+        sys.exit(128 + getattr(exc.__cause__, "signum", 2))
     except click.ClickException as exc:
-        exc.show()
+        # One line like every other user error (click's own form takes four: usage, hint, blank, error).
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if isinstance(exc, click.UsageError) and ctx else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
         sys.exit(exc.exit_code)
     except (CnnlabError, FileNotFoundError) as exc:
         if os.environ.get("CNNLAB_DEBUG"):
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
-        if os.environ.get("CNNLAB_DEBUG"):  # an output path with a file where a folder must go, or read-only
+    except OSError as exc:
+        # An output path with a file where a folder must go, no permission, a read-only file system or
+        # a full disk: the user can fix these. Any other OSError is a bug and keeps its traceback.
+        if os.environ.get("CNNLAB_DEBUG") or not _path_error(exc):
             raise
-        click.echo(f"error: {exc.filename}: {exc.strerror}; choose another path (--out) or fix this one", err=True)
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        fix = ("free some space or choose another path (--out)" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+               else "choose another path (--out) or fix this one")
+        click.echo(f"error: {where}{exc.strerror}; {fix}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        sys.exit(128 + getattr(exc, "signum", 2))  # the shell's code for death by that signal: 130, 143

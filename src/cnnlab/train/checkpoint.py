@@ -3,11 +3,17 @@
 ``model.safetensors`` holds the weights and buffers; ``state.safetensors`` the optimizer's tensors and
 the RNG states; ``state.json`` the plain numbers (epoch, step, optimizer hyper-parameters). Each file
 is replaced atomically, and all three record the step they belong to, so a crash between two writes
-is detected on resume instead of silently mixing two checkpoints.
+is detected on resume instead of silently mixing two checkpoints. Before the files are replaced, the
+complete checkpoint they hold is hard-linked into ``.previous/``; a run killed between two writes
+resumes from that one (``recover``), so no kill leaves a run that cannot resume.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +33,16 @@ from cnnlab.rundir import (
     save_model,
 )
 
-__all__ = ["CONFIG", "METRICS", "MODEL", "STATE", "STATE_JSON", "atomic_write", "check_consistent",
-           "load_model_weights", "load_state", "read_json", "save_model", "save_state", "write_json"]
+__all__ = ["CONFIG", "FILES", "METRICS", "MODEL", "PREVIOUS", "STATE", "STATE_JSON", "atomic_write",
+           "check_consistent", "keep_previous", "load_model_weights", "load_state", "read_json", "recover",
+           "save_model", "save_state", "write_json"]
+
+FILES = (MODEL, STATE, STATE_JSON)  # every checkpoint's files; the lookahead EMA's file joins them when used
+PREVIOUS = ".previous"  # the last complete checkpoint, kept while the next one is written
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint write was interrupted; the run resumes from the complete one before it."""
 
 
 def save_state(run_dir: Path, optimizer: torch.optim.Optimizer, info: dict[str, Any]) -> None:
@@ -71,14 +85,70 @@ def load_state(run_dir: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any
     return info
 
 
-def check_consistent(run_dir: Path) -> int:
-    """The step of the checkpoint in ``run_dir``; an error when its files come from different steps."""
+def _steps(folder: Path, names: Sequence[str]) -> dict[str, int]:
+    """The step each checkpoint file in ``folder`` records (-1 where it records none)."""
     from safetensors import safe_open
 
-    steps = {STATE_JSON: int(read_json(run_dir / STATE_JSON)["step"])}
-    for name in (MODEL, STATE):
-        with safe_open(str(run_dir / name), framework="pt") as f:
-            steps[name] = int((f.metadata() or {}).get("step", -1))
+    steps = {}
+    for name in names:
+        if name.endswith(".json"):
+            steps[name] = int(read_json(folder / name)["step"])
+        else:
+            with safe_open(str(folder / name), framework="pt") as f:
+                steps[name] = int((f.metadata() or {}).get("step", -1))
+    return steps
+
+
+def _complete(folder: Path, names: Sequence[str]) -> int | None:
+    """The step of the checkpoint in ``folder`` when all its files are there and agree, else None."""
+    if not all((folder / name).is_file() for name in names):
+        return None
+    try:
+        steps = set(_steps(folder, names).values())
+    except Exception:  # a cut or foreign file: safetensors and json raise their own error types
+        return None
+    return steps.pop() if len(steps) == 1 else None
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` becomes ``source``'s content: a hard link (free, and the old inode lives on when
+    ``source`` is replaced by rename), or a copy where the file system has no links."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def keep_previous(run_dir: Path, names: Sequence[str] = FILES) -> None:
+    """Before a checkpoint is replaced: keep the complete one in ``.previous/`` (nothing to keep before
+    the first, or when the files do not agree)."""
+    if _complete(run_dir, names) is None:
+        return
+    for name in names:
+        atomic_write(run_dir / PREVIOUS / name, lambda tmp, name=name: _link(run_dir / name, tmp))
+
+
+def recover(run_dir: Path, names: Sequence[str] = FILES) -> None:
+    """After a kill between two checkpoint writes, put the complete previous checkpoint back (with a
+    warning); an error only when neither the checkpoint nor the previous one is whole."""
+    if _complete(run_dir, names) is not None:
+        return
+    previous = run_dir / PREVIOUS
+    step = _complete(previous, names)
+    if step is None:
+        found = {n: (run_dir / n).is_file() for n in names}
+        raise CnnlabError(f"the checkpoint in {run_dir} is damaged or inconsistent (files present: {found}) and "
+                          f"no complete previous checkpoint is kept in {previous}; start a new --out")
+    for name in names:
+        atomic_write(run_dir / name, lambda tmp, name=name: shutil.copyfile(previous / name, tmp))
+    warnings.warn(f"the last checkpoint write in {run_dir} was interrupted; resuming from the complete "
+                  f"checkpoint before it (step {step})", CheckpointWarning, stacklevel=2)
+
+
+def check_consistent(run_dir: Path, names: Sequence[str] = FILES) -> int:
+    """The step of the checkpoint in ``run_dir``; an error when its files come from different steps."""
+    steps = _steps(run_dir, names)
     if len(set(steps.values())) != 1:
         raise CnnlabError(f"the checkpoint in {run_dir} is inconsistent (steps {steps}); "
                           "it was interrupted while saving: start a new --out")

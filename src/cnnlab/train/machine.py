@@ -1,5 +1,5 @@
 """How training uses the machine: CPU threads on a busy machine, channels_last where it pays, and a
-first Ctrl-C that waits for the step to finish."""
+first Ctrl-C or SIGTERM that waits for the step to finish."""
 
 from __future__ import annotations
 
@@ -42,21 +42,38 @@ def use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.channels_last and not (device.type == "cpu" and resolve_precision(cfg.precision, device) == "fp32")
 
 
+class StopRequested(KeyboardInterrupt):
+    """Training was asked to stop by ``signum`` (SIGINT: Ctrl-C; SIGTERM: ``kill``, ``timeout``, a
+    scheduler); a KeyboardInterrupt, so everything that handles Ctrl-C handles it the same way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# SIGTERM is what schedulers (Slurm, Kubernetes), `timeout` and `kill` send before a SIGKILL: it
+# gets the first Ctrl-C's treatment (finish the step, checkpoint, exit with the resume hint).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def deferred_interrupt(enabled: bool) -> Iterator[Callable[[], bool]]:
-    """While active, a first Ctrl-C only sets a flag (checked after each step, so the checkpoint
-    holds a finished step); a second one interrupts at once. Yields 'was Ctrl-C pressed?'."""
-    pressed = {"flag": False}
+def deferred_interrupt(enabled: bool) -> Iterator[Callable[[], int]]:
+    """While active, a first Ctrl-C or SIGTERM only records the signal (checked after each step, so
+    the checkpoint holds a finished step); a second one interrupts at once. Yields 'which signal
+    asked to stop?' (0: none)."""
+    pressed = {"signum": 0}
     if not enabled or threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield lambda: 0
         return
 
     def handler(signum: int, frame: Any) -> None:
-        pressed["flag"] = True
-        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops immediately
+        pressed["signum"] = signum
+        for sig, old in previous.items():  # a second signal stops immediately
+            signal.signal(sig, old)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
-        yield lambda: pressed["flag"]
+        yield lambda: pressed["signum"]
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -34,7 +34,7 @@ from cnnlab.train.loop import (
     steps_per_epoch,
     train_epoch,
 )
-from cnnlab.train.machine import choose_threads, deferred_interrupt, use_channels_last
+from cnnlab.train.machine import StopRequested, choose_threads, deferred_interrupt, use_channels_last
 from cnnlab.train.metrics import append_metrics, read_metrics
 from cnnlab.train.optim import lr_at, make_optimizer
 from cnnlab.train.precision import make_precision
@@ -139,8 +139,8 @@ def _fit(cfg: TrainConfig, resume: bool, on_step: Callable[[Position, float], No
     # The EMA starts from the prepared, data-initialised weights (as airbench's does); a resumed
     # run overwrites it with the saved one.
     lookahead = Lookahead(model) if cfg.lookahead else None
-    pos = (restore_checkpoint(run_dir, model, optimizer, task.meter(info, training=True), lookahead)
-           if saved is not None else Position())
+    pos = (restore_checkpoint(run_dir, model, optimizer, task.meter(info, training=True), lookahead,
+                              precision.scaler) if saved is not None else Position())
     if dist.enabled and pos.step == 0:
         torch.manual_seed(cfg.seed + 1000 * dist.rank)  # different dropout masks per rank
     config = run_config(cfg, task, bundle, model_kwargs, preprocess, precision.name, device, dist)
@@ -172,10 +172,11 @@ def _train(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, po
         with make_progress(live, console) as bar, deferred_interrupt(not dist.enabled) as pressed:
             history = _run_epochs(cfg, ctx, model, bundle, pos, run_dir, bar, pressed, on_step, show,
                                   None if live or not show else console)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if dist.is_main and not dist.enabled:
-            save_checkpoint(run_dir, model, ctx.optimizer, pos, ctx.lookahead)
-            console.print(f"interrupted: checkpoint saved at epoch {pos.epoch + 1}, step {pos.step} in "
+            save_checkpoint(run_dir, model, ctx.optimizer, pos, ctx.lookahead, ctx.precision.scaler)
+            by = f" by {exc.args[0]}" if isinstance(exc, StopRequested) else ""
+            console.print(f"interrupted{by}: checkpoint saved at epoch {pos.epoch + 1}, step {pos.step} in "
                           f"{run_dir}; continue with the same command plus --resume")
         raise
     except NonFiniteLoss as exc:
@@ -204,7 +205,7 @@ def _validate(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any,
 
 
 def _run_epochs(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: Any, pos: Position,
-                run_dir: Path, bar: Any, pressed: Callable[[], bool],
+                run_dir: Path, bar: Any, pressed: Callable[[], int],
                 on_step: Callable[[Position, float], None] | None, show: bool, log: Console | None
                 ) -> list[dict[str, Any]]:
     """Train from ``pos`` to ``cfg.epochs``: validate, checkpoint, log and plot after every epoch
@@ -223,7 +224,7 @@ def _run_epochs(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: An
         if on_step is not None:
             on_step(p, loss)
         if pressed():
-            raise KeyboardInterrupt
+            raise StopRequested(pressed())
 
     while pos.epoch < cfg.epochs:
         start = time.perf_counter()
@@ -241,8 +242,10 @@ def _run_epochs(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: An
         row = epoch_row(pos, lr, time.perf_counter() - start, train, val, dist.world_size)
         pos.epoch, pos.batch = pos.epoch + 1, 0
         if dist.is_main:
-            save_checkpoint(run_dir, model, ctx.optimizer, pos, ctx.lookahead)
+            # metrics before the checkpoint: a kill between the two redoes the epoch, and its row is
+            # replaced; the other order would lose the row of a checkpointed epoch
             history = append_metrics(run_dir, row)
+            save_checkpoint(run_dir, model, ctx.optimizer, pos, ctx.lookahead, ctx.precision.scaler)
             write_plots(run_dir, history, task, meter, bundle.info)
             bar.update(bar_task, stats=_summary(row, task))
             if log is not None:
