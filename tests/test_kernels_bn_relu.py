@@ -17,6 +17,13 @@ LIB = bn_relu.library()
 needs_lib = pytest.mark.skipif(LIB is None, reason="bn_relu kernels cannot be built here")
 
 
+@pytest.fixture(autouse=True)
+def route_portable(monkeypatch):
+    """These tests check the kernels on every path this build has, the portable one included, which
+    training itself only uses where there is SIMD code (``bn_relu.routed``)."""
+    monkeypatch.setattr(bn_relu, "ROUTE_PORTABLE", True)
+
+
 @pytest.fixture(params=["simd", "portable"])
 def path(request):
     """Run a test on the AVX-512 path (where built) and on the portable C path."""
@@ -221,3 +228,18 @@ def test_a_reloaded_library_gets_its_signatures_declared() -> None:
     lib = bn_relu.library()
     assert lib is not None and lib is kernels.load("bn_relu")
     assert lib.bn_relu_forward.argtypes[0] is ctypes.c_void_p and lib.bn_relu_stats.argtypes[1] is ctypes.c_int64
+
+
+@needs_lib
+def test_training_keeps_pytorchs_op_where_the_build_has_no_simd_code(monkeypatch) -> None:
+    """The portable path is 7-14x slower than PyTorch's op on an AVX2 CPU: never routed to by default."""
+    monkeypatch.setattr(bn_relu, "ROUTE_PORTABLE", False)
+
+    class NoSimd:
+        def bn_relu_has_simd(self) -> int:
+            return 0
+
+    assert not bn_relu.routed(NoSimd())
+    assert bn_relu.routed(LIB) == bool(LIB.bn_relu_has_simd())
+    monkeypatch.setattr(bn_relu, "ROUTE_PORTABLE", True)
+    assert bn_relu.routed(NoSimd())

@@ -15,6 +15,13 @@ LIB = maxpool.library()
 needs_lib = pytest.mark.skipif(LIB is None, reason="maxpool kernels cannot be built here")
 
 
+@pytest.fixture(autouse=True)
+def route_portable(monkeypatch):
+    """These tests check the kernels on every path this build has, the portable one included, which
+    training itself only uses where there is SIMD code (``maxpool.routed``)."""
+    monkeypatch.setattr(maxpool, "ROUTE_PORTABLE", True)
+
+
 @pytest.fixture(params=["simd", "portable"])
 def path(request):
     """Run a test on the AVX-512 path (where built) and on the portable C path."""
@@ -191,3 +198,18 @@ def test_mini_xception_step_matches_kernels_off(monkeypatch) -> None:
     scale = want.abs().max().item()
     assert scale > 0
     torch.testing.assert_close(got, want, rtol=5e-2, atol=5e-2 * scale)
+
+
+@needs_lib
+def test_training_keeps_pytorchs_op_where_the_build_has_no_simd_code(monkeypatch) -> None:
+    """The portable path is 7-14x slower than PyTorch's op on an AVX2 CPU: never routed to by default."""
+    monkeypatch.setattr(maxpool, "ROUTE_PORTABLE", False)
+
+    class NoSimd:
+        def maxpool_has_simd(self) -> int:
+            return 0
+
+    assert not maxpool.routed(NoSimd())
+    assert maxpool.routed(LIB) == bool(LIB.maxpool_has_simd())
+    monkeypatch.setattr(maxpool, "ROUTE_PORTABLE", True)
+    assert maxpool.routed(NoSimd())

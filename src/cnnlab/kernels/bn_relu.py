@@ -50,10 +50,22 @@ def library() -> ctypes.CDLL | None:
     return kernels.library("bn_relu", _declare)
 
 
+# The portable C path is there to check the AVX-512 one against. Training routes to it only on
+# request: on a CPU without AVX-512 it is 7-14x slower than PyTorch's own ops (benchmarks/RESULTS.md,
+# "Deterministic kernel sums", AMD Zen 3), so there the stock path runs. Tests set this to True.
+ROUTE_PORTABLE = False
+
+
+def routed(lib: ctypes.CDLL | None) -> bool:
+    """True when training should send work to ``lib``: built, with SIMD code or ROUTE_PORTABLE."""
+    return lib is not None and (bool(lib.bn_relu_has_simd()) or ROUTE_PORTABLE)
+
+
 def usable(x: torch.Tensor, bn: nn.Module, act: nn.Module) -> bool:
     """True when ``act(bn(x))`` may run fused: training with grad enabled, CPU bf16 4-D channels_last
     input, an affine BatchNorm2d tracking running stats with a float momentum, a plain nn.ReLU, no
-    hooks, not being traced by torch.compile, and the kernels built."""
+    hooks, not being traced by torch.compile, and the kernels built with SIMD code
+    (see ``routed``)."""
     return (
         type(bn) is nn.BatchNorm2d and type(act) is nn.ReLU and not act.inplace
         and bn.training and torch.is_grad_enabled()
@@ -68,7 +80,7 @@ def usable(x: torch.Tensor, bn: nn.Module, act: nn.Module) -> bool:
         and x.is_contiguous(memory_format=torch.channels_last)
         and not torch.compiler.is_compiling()
         and not kernels.has_hooks(bn, act)
-        and library() is not None
+        and routed(library())
     )
 
 

@@ -48,10 +48,22 @@ def library() -> ctypes.CDLL | None:
     return kernels.library("maxpool", _declare)
 
 
+# The portable C path is there to check the AVX-512 one against. Training routes to it only on
+# request: on a CPU without AVX-512 it is 7-14x slower than PyTorch's own ops (benchmarks/RESULTS.md,
+# "Deterministic kernel sums", AMD Zen 3), so there the stock path runs. Tests set this to True.
+ROUTE_PORTABLE = False
+
+
+def routed(lib: ctypes.CDLL | None) -> bool:
+    """True when training should send work to ``lib``: built, with SIMD code or ROUTE_PORTABLE."""
+    return lib is not None and (bool(lib.maxpool_has_simd()) or ROUTE_PORTABLE)
+
+
 def usable(x: torch.Tensor, module: nn.Module, kernel_size: int) -> bool:
     """True when ``module``'s 2-D 'same' max pool of ``x`` may run on the kernels: training with grad
     enabled, CPU bf16 4-D channels_last input, kernel <= MAX_KERNEL, no hooks, not being traced by
-    torch.compile, and the kernels built."""
+    torch.compile, and the kernels built with SIMD code
+    (see ``routed``)."""
     return (
         module.training and torch.is_grad_enabled()
         and x.device.type == "cpu" and x.dtype == torch.bfloat16 and x.dim() == 4
@@ -59,7 +71,7 @@ def usable(x: torch.Tensor, module: nn.Module, kernel_size: int) -> bool:
         and x.is_contiguous(memory_format=torch.channels_last)
         and not torch.compiler.is_compiling()
         and not kernels.has_hooks(module)
-        and library() is not None
+        and routed(library())
     )
 
 
