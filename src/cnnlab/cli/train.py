@@ -57,19 +57,27 @@ def build_config(task: str, options: dict[str, Any], resume: bool) -> Any:
 
 
 #: CLI options that belong to the task (checked by the task: `--scale` on classify is an error)
-TASK_FLAGS = ("label_smoothing", "scale", "patch", "dice")
+TASK_FLAGS = ("label_smoothing", "scale", "patch", "dice", "window")
 #: CLI options that say how the data is read (checked by the loader)
-DATA_FLAGS = ("mask_values", "void_value")
+DATA_FLAGS = ("mask_values", "void_value", "sample_rate", "audio_channels", "label_pattern", "split_by", "val_groups")
 
 
-def split_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Move the task's and the data's own options into ``task_options`` / ``data_options``."""
-    task = {k: options.pop(k) for k in TASK_FLAGS if options.get(k) is not None}
+def split_options(options: dict[str, Any], task_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Move the task's and the data's own options into ``task_options`` / ``data_options`` (with the
+    --task-arg KEY=VALUE pairs; a named flag wins over the same key there)."""
+    from cnnlab.cli._options import parse_key_values
+
+    task = {**parse_key_values(task_args, "--task-arg", "speed=0.2"),
+            **{k: options.pop(k) for k in TASK_FLAGS if options.get(k) is not None}}
     data = {k: options.pop(k) for k in DATA_FLAGS if options.get(k) is not None}
     for k in (*TASK_FLAGS, *DATA_FLAGS):
         options.pop(k, None)
     if "mask_values" in data:
         data["mask_values"] = parse_int_list(data["mask_values"], "--mask-values")
+    if "audio_channels" in data:  # the audio reader's option is 'channels'
+        data["channels"] = data.pop("audio_channels")
+    if "val_groups" in data:
+        data["val_groups"] = [g.strip() for g in data["val_groups"].split(",") if g.strip()]
     if task:
         options["task_options"] = task
     if data:
@@ -137,6 +145,19 @@ def parse_int_list(text: str, option: str) -> list[int]:
 @click.option("--dice", type=float, help="segment: weight of the Dice loss added to cross-entropy.  [default: 0]")
 @click.option("--mask-values", help="segment: mask file values of classes 0, 1, ... in order, e.g. 0,255.")
 @click.option("--void-value", type=int, help="segment: mask file value of void pixels (ignored), e.g. 11.")
+@click.option("--window", type=float, help="audio: seconds of audio per model input.  [default: 1.0]")
+@click.option("--sample-rate", type=int, help="audio: resample every file to this rate in Hz.  "
+              "[default: the files' most common rate]")
+@click.option("--audio-channels", type=int, help="audio: 1 mixes down to mono, 2 keeps stereo.  [default: 1]")
+@click.option("--label-pattern", help="audio: read labels (and groups) from file names, e.g. "
+              "'{label}_{speaker}_{index}'.  [default: class folders]")
+@click.option("--split-by", help="audio: a --label-pattern field whose values never straddle train and "
+              "validation, e.g. speaker.")
+@click.option("--val-groups", help="audio: the --split-by values to validate on, comma-separated (e.g. george).  "
+              "[default: drawn up to --val-split]")
+@click.option("--task-arg", "task_args", multiple=True, metavar="KEY=VALUE",
+              help="Extra task option (JSON value), repeatable: --task-arg speed=0.2 (audio augmentation: "
+                   "speed, pitch, gain, noise, tilt, mix).")
 @click.option("--augment", type=click.Choice(["auto", "none", "flip", "crop", "flip-crop"]),
               help="Training augmentation.  [default: auto]")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
@@ -148,14 +169,15 @@ def parse_int_list(text: str, option: str) -> list[int]:
 @click.option("--device", help="auto, cpu, cuda or cuda:N.  [default: auto]")
 @click.option("--threads", type=int, help="CPU threads for torch.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(task: str, model_args: tuple[str, ...], compile_: bool | None, resume: bool, quiet: bool,
-          **options: Any) -> None:
-    """Train a model for TASK (classify, segment, superres) on --data into the run directory --out.
+def train(task: str, model_args: tuple[str, ...], task_args: tuple[str, ...], compile_: bool | None, resume: bool,
+          quiet: bool, **options: Any) -> None:
+    """Train a model for TASK (classify, segment, superres, audio) on --data into the run directory --out.
 
     \b
     cnnlab train classify --data photos/ --out runs/photos
     cnnlab train segment --data camvid/ --void-value 11 --out runs/camvid
     cnnlab train superres --data photos/ --scale 3 --out runs/sr3
+    cnnlab train audio --data recordings/ --label-pattern '{label}_{speaker}_{index}' --split-by speaker --out runs/digits
 
     Checkpoints are written every epoch; Ctrl-C saves one and says how to continue. Under torchrun
     (RANK / WORLD_SIZE set) it trains with DistributedDataParallel.
@@ -164,12 +186,19 @@ def train(task: str, model_args: tuple[str, ...], compile_: bool | None, resume:
 
     get_task(task)  # an unknown or unbuilt task fails before any data is loaded
     options["compile"] = compile_
-    split_options(options)
+    split_options(options, task_args)
     if options.get("image_size") is not None:
         options["image_size"] = parse_size(options["image_size"])
     if model_args:
         options["model_kwargs"] = parse_model_args(model_args)
     cfg = build_config(task, options, resume)
+    mask_options = sorted({"mask_values", "void_value"} & set(cfg.data_options))
+    if mask_options and cfg.data.strip().startswith("builtin:"):  # the loader would ignore them silently
+        from cnnlab.errors import CnnlabError
+        from cnnlab.tasks import flags
+
+        raise CnnlabError(f"{flags(mask_options)} map the values of mask files; {cfg.data} makes its masks as "
+                          "class indices already: drop the option")
 
     from rich.console import Console
 

@@ -68,12 +68,15 @@ class Task(ABC):
     tta_modes: ClassVar[tuple[str, ...]] = ("none",)
     #: what --augment auto means for this task
     default_augment: ClassVar[str] = "none"
-    #: the name of the model's output in exported graphs
+    #: the names of the model's input and output in exported graphs
+    input_name: ClassVar[str] = "images"
     output_name: ClassVar[str] = "logits"
     #: predictions are image files written into --out (else rows printed as a table / CSV / JSON)
     writes_images: ClassVar[bool] = False
     #: evaluate without mixed precision (scores on 8-bit levels, such as PSNR, need fp32 outputs)
     eval_fp32: ClassVar[bool] = False
+    #: the most items the report's sample section shows (None: --samples); only these are decoded
+    report_items: ClassVar[int | None] = None
 
     # --- model -----------------------------------------------------------------------------------
     @abstractmethod
@@ -81,12 +84,27 @@ class Task(ABC):
         """The model keywords the head needs for data ``info`` (``DataBundle.info``); ``requested``
         are the user's --model-arg values, which may only ask for what fits (else a CnnlabError)."""
 
+    def bind_data(self, info: dict[str, Any]) -> None:  # noqa: B027
+        """Called once the data's ``info`` is known (training, and every loaded run), for tasks whose
+        batches depend on it (audio: the window in samples is seconds x the sample rate)."""
+
     def check_data(self, info: dict[str, Any], train: Split, val: Split) -> None:  # noqa: B027
         """Raise a CnnlabError when the data cannot train this task (images smaller than a patch...)."""
 
     @abstractmethod
-    def input_size(self, info: dict[str, Any]) -> tuple[int, int]:
-        """(H, W) of one training input, to check the model fits before anything is written."""
+    def input_size(self, info: dict[str, Any]) -> tuple[int, ...]:
+        """(H, W) of one training input ((T,) for audio), to check the model fits before anything is
+        written."""
+
+    def input_channels(self, info: dict[str, Any]) -> int:
+        """Channels of the model's input: the data's, plus any the task adds to it (inpainting's hole
+        mask); those extra channels pass the preprocessing unchanged (mean 0, std 1)."""
+        return int(info["in_channels"])
+
+    def data_options_like(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Reading options that make other data load as the run's did (``cnnlab eval RUN --data
+        OTHER``); images get the run's image size from the engine, so none by default."""
+        return {}
 
     @abstractmethod
     def check_output(self, input_size: tuple[int, ...], output_size: tuple[int, ...], kwargs: dict[str, Any]) -> str:
@@ -94,6 +112,13 @@ class Task(ABC):
         else what the task needs (for the error message)."""
 
     # --- batches ---------------------------------------------------------------------------------
+    def make_augment(self, name: str) -> Augment | None:
+        """The training augmentation --augment ``name`` stands for ('auto': ``default_augment``; None
+        for 'none'). Image tasks share ``cnnlab.train.augment``; a task with other data brings its own."""
+        from cnnlab.train.augment import make_augment
+
+        return make_augment(name, self.default_augment)
+
     @abstractmethod
     def train_batch(self, items: Split, generator: torch.Generator, augment: Augment | None) -> Batch:
         """A training batch from ``items``: patches, augmentation and degradations drawn from
@@ -156,6 +181,43 @@ class Task(ABC):
 
         raise CnnlabError(f"task {self.name!r} predicts no class to explain with a CAM; use --method "
                           "activations or --method filters")
+
+    # --- inputs for explain and the report -------------------------------------------------------
+    def load_inputs(self, run: Any, paths: list[str]) -> Any:
+        """Files or folders to explain, read as the run's model takes them (``cnnlab.app.explain.Inputs``);
+        by default images at the run's size and channel count."""
+        from cnnlab.app.explain import load_image_inputs
+
+        return load_image_inputs(run, paths)
+
+    def inputs_from_split(self, run: Any, split: Split, count: int, index: list[int] | None = None) -> Any:
+        """Up to ``count`` items of ``split`` (or those at ``index``) as ``cnnlab.app.explain.Inputs``."""
+        from cnnlab.app.explain import image_inputs_from_split
+
+        return image_inputs_from_split(run, split, count, index)
+
+    def save_cam(self, run: Any, inputs: Any, i: int, cam: torch.Tensor, path: Path) -> Path:
+        """Draw input ``i`` of ``inputs`` with its map ``cam`` (at the input's size) into ``path``: by
+        default the image beside the heat map laid over it."""
+        from cnnlab.app.explain import display_images
+        from cnnlab.render.overlays import save_overlay
+
+        return save_overlay(display_images(inputs)[i], cam, path)
+
+    def save_example(self, split: Split, i: int, stem: Path, info: dict[str, Any]) -> Path:
+        """Item ``i`` of ``split`` (data ``info``) as a file users can pass to predict and explain (the
+        demo's samples): by default ``stem``.png."""
+        from cnnlab.render.overlays import save_rgb_png
+
+        return save_rgb_png(split.x[i].float() / 255, stem.with_suffix(".png"))
+
+    def describe_input(self, run: Any) -> str:
+        """What the model takes, in words, for the report's summary."""
+        if run.image_size:
+            size = "x".join(map(str, run.image_size))
+        else:
+            size = f"own sizes (trained on {'x'.join(map(str, run.input_size))} crops)"
+        return f"{run.in_channels} channel(s), {size}"
 
     def options(self) -> dict[str, Any]:
         """The options this task was built with (recorded in a run's config.json)."""

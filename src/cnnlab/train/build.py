@@ -45,7 +45,7 @@ def build_model(cfg: TrainConfig, task: Task, info: dict[str, Any]) -> tuple[nn.
     full kwargs."""
     from cnnlab.models import create_model
 
-    kwargs = dict(cfg.model_kwargs, **task.head_kwargs(info, cfg.model_kwargs), in_channels=info["in_channels"])
+    kwargs = dict(cfg.model_kwargs, **task.head_kwargs(info, cfg.model_kwargs), in_channels=task.input_channels(info))
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every run with this seed
     try:
         model = create_model(cfg.model, **kwargs)
@@ -68,8 +68,10 @@ def make_preprocess(task: Task, bundle: DataBundle, saved: dict[str, Any] | None
     std (identity for tasks whose models see [0, 1] pixels)."""
     if saved is not None:
         pre = saved["preprocess"]
-        return Normalize(pre["mean"], pre["std"])
-    return Normalize.from_images(bundle.train.x, enabled=task.normalize)
+        return Normalize(pre["mean"], pre["std"], pre.get("scale", 255.0))
+    pre = Normalize.from_images(bundle.train.x, enabled=task.normalize)
+    extra = task.input_channels(bundle.info) - len(pre.mean)  # channels the task adds pass unchanged
+    return Normalize(pre.mean + [0.0] * extra, pre.std + [1.0] * extra, pre.scale) if extra > 0 else pre
 
 
 def run_config(cfg: TrainConfig, task: Task, bundle: DataBundle, model_kwargs: dict, preprocess: Normalize,
@@ -83,7 +85,8 @@ def run_config(cfg: TrainConfig, task: Task, bundle: DataBundle, model_kwargs: d
         "task_options": task.options(),
         "model": {"name": cfg.model, "kwargs": model_kwargs},
         "preprocess": {"image_size": info["image_size"], "input_size": list(task.input_size(info)),
-                       "in_channels": bundle.in_channels, "mean": preprocess.mean, "std": preprocess.std},
+                       "in_channels": bundle.in_channels, "mean": preprocess.mean, "std": preprocess.std,
+                       "scale": preprocess.scale},
         "data": {"spec": bundle.spec, "path": resolved_path(bundle.spec), "info": info, "options": dict(cfg.data_options),
                  "train_size": len(bundle.train), "val_size": len(bundle.val), "meta": _jsonable(bundle.meta)},
         "train": cfg.to_dict(),

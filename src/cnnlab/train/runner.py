@@ -20,7 +20,6 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.tasks import Meter, Task, get_task
 from cnnlab.train import checkpoint as ckpt
-from cnnlab.train.augment import make_augment
 from cnnlab.train.build import build_model, check_input_fits, init_from_data, make_preprocess, run_config
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.distributed import Dist, env_world, setup, teardown
@@ -124,6 +123,7 @@ def _fit(cfg: TrainConfig, resume: bool, on_step: Callable[[Position, float], No
     bundle = load_data(cfg.data, cfg.task, val_split=cfg.val_split, seed=cfg.seed, image_size=cfg.image_size,
                        strict=cfg.strict, limit=cfg.limit, options=cfg.data_options)
     info = bundle.info
+    task.bind_data(info)
     if saved is not None:
         check_data_matches(saved, info, run_dir)
     if len(bundle.train) < 2:
@@ -131,7 +131,7 @@ def _fit(cfg: TrainConfig, resume: bool, on_step: Callable[[Position, float], No
     task.check_data(info, bundle.train, bundle.val)
     preprocess = make_preprocess(task, bundle, saved)
     model, model_kwargs = build_model(cfg, task, info)
-    check_input_fits(cfg.model, model_kwargs, (bundle.in_channels, *task.input_size(info)), task)
+    check_input_fits(cfg.model, model_kwargs, (task.input_channels(info), *task.input_size(info)), task)
     init_from_data(model, bundle.train.x, preprocess, cfg.seed)
     precision = make_precision(cfg.precision, device, use_channels_last(cfg, device))
     model = precision.prepare(model)
@@ -156,7 +156,7 @@ def _fit(cfg: TrainConfig, resume: bool, on_step: Callable[[Position, float], No
     net: nn.Module = torch.compile(model) if cfg.compile else model
     if dist.enabled:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    ctx = StepContext(net, task, optimizer, precision, preprocess, make_augment(cfg.augment, task.default_augment),
+    ctx = StepContext(net, task, optimizer, precision, preprocess, task.make_augment(cfg.augment),
                       cfg.lr, cfg.epochs * steps_per_epoch(len(bundle.train), cfg.batch_size, dist, cfg.repeat),
                       cfg.warmup, cfg.schedule, cfg.seed, dist, cfg.lr_start, cfg.lr_end, lookahead, cfg.repeat)
     return _train(cfg, ctx, model, bundle, pos, run_dir, console, on_step, progress)
@@ -219,7 +219,7 @@ def _run_epochs(cfg: TrainConfig, ctx: StepContext, model: nn.Module, bundle: An
         metric = task.primary_metric
         running = p.meter.compute().get(metric) if p.meter is not None and show else None
         shown = f"  {metric} {running:.3f}" if running is not None else ""
-        bar.update(bar_task, completed=p.batch, stats=f"loss {loss:.4f}{shown}  "
+        bar.update(bar_task, completed=p.batch, stats=f"train loss {loss:.4f}{shown}  "
                    f"{p.seen * dist.world_size / max(p.train_seconds, 1e-9):,.0f} img/s")
         if on_step is not None:
             on_step(p, loss)
@@ -262,4 +262,5 @@ def _summary(row: dict[str, Any], task: Task) -> str:
     baseline = row.get(f"val_baseline_{metric}")
     if baseline is not None:
         val += f" (baseline {baseline:.4f})"
-    return f"loss {row['train_loss']:.4f}{val}  {row['images_per_s']:,.0f} img/s"
+    # "train loss": the done line's loss is the validation one (issue 17)
+    return f"train loss {row['train_loss']:.4f}{val}  {row['images_per_s']:,.0f} img/s"
