@@ -21,6 +21,9 @@ _TASKS = {
     "classify": "cnnlab.tasks.classify:ClassifyTask",
     "segment": "cnnlab.tasks.segment:SegmentTask",
     "superres": "cnnlab.tasks.superres:SuperResTask",
+    "denoise": "cnnlab.tasks.denoise:DenoiseTask",
+    "inpaint": "cnnlab.tasks.inpaint:InpaintTask",
+    "audio": "cnnlab.tasks.audio:AudioTask",
 }
 
 

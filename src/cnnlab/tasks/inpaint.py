@@ -1,0 +1,310 @@
+"""Inpainting: fill holes (random boxes and free-form strokes, ``cnnlab.data.holes``) in photos.
+
+Training cuts a random ``patch``, mirrors it, and punches holes drawn from the step's seeded generator
+until they cover ``cover`` of it, each shape's size drawn from the ``hole`` range in pixels. Validation
+images keep their size and get holes seeded from their own pixels (the same holes every epoch and run).
+
+The model gets C + 1 channels: the image with its holes set to mid-grey (what was there is never
+shown) and the hole mask (1 = hole), and outputs the C-channel image; the filled image keeps the known
+pixels and takes the model's only in the holes. Loss: L1 over the hole pixels plus ``valid_weight``
+times L1 over the rest (the known pixels are given, but learning to reproduce them keeps the output
+continuous across a hole's border). The target carries the mask as its last channel, because the loss
+sees only outputs and targets.
+
+Metric: PSNR over the hole pixels only (all channels, 0-255, the output rounded to 8 bits), per image
+then averaged; ``baseline_psnr`` is the diffusion fill's (harmonic inpainting) on the same holes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab.data.bundle import Split
+from cnnlab.data.holes import diffusion_fill, make_holes, punch
+from cnnlab.data.noise import image_generator, parse_range
+from cnnlab.errors import CnnlabError
+from cnnlab.tasks import restore, scores
+from cnnlab.tasks.base import Augment, Batch, Meter, Task
+from cnnlab.tasks.patches import check_patch, random_patches
+
+SALT = 2  # see cnnlab.tasks.denoise.SALT
+
+
+def hole_psnr(filled: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """PSNR (N,) in dB over the hole pixels of each image: ``filled`` and ``clean`` (N, C, H, W) as
+    uint8 or float in [0, 1] (rounded to 8-bit levels), ``mask`` bool (N, H, W), True = hole.
+    An image without holes gets NaN (nothing was scored)."""
+    err = (scores.to_levels(filled) - scores.to_levels(clean)).square().sum(dim=-3)  # (N, H, W)
+    holes = mask.to(torch.float64)
+    mse = (err * holes).sum(dim=(-2, -1)) / (holes.sum(dim=(-2, -1)) * filled.shape[-3])
+    return 10.0 * torch.log10(255.0**2 / mse)
+
+
+def composite(output: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The filled image in [0, 1]: the model's ``output`` in the holes, the uint8 ``image`` elsewhere."""
+    return torch.where(mask.unsqueeze(-3), output.float().clamp(0, 1), image.float() / 255)
+
+
+class InpaintMeter(Meter):
+    """Loss and per-image mean hole PSNR of the filled images, with the diffusion fill's beside it."""
+
+    KEYS = ("psnr", "baseline_psnr")
+
+    def __init__(self) -> None:
+        self.sums = dict.fromkeys(self.KEYS, 0.0)
+        self.loss_sum, self.count, self.baseline_count = 0.0, 0, 0
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
+               batch: Batch | None = None) -> None:
+        targets = targets.cpu()
+        clean, mask = targets[:, :-1], targets[:, -1] > 0
+        filled = composite(outputs.detach().cpu(), clean, mask)
+        self.sums["psnr"] += float(hole_psnr(filled, clean, mask).sum())
+        if batch is not None and "baseline" in batch:
+            self.sums["baseline_psnr"] += float(hole_psnr(batch["baseline"], clean, mask).sum())
+            self.baseline_count += len(targets)
+        self.loss_sum += float(loss) * len(targets)
+        self.count += len(targets)
+
+    def compute(self) -> dict[str, float]:
+        n = max(self.count, 1)
+        out = {"loss": self.loss_sum / n, "psnr": self.sums["psnr"] / n}
+        if self.baseline_count:
+            out["baseline_psnr"] = self.sums["baseline_psnr"] / self.baseline_count
+        return out
+
+    def state(self) -> torch.Tensor:
+        values = [self.loss_sum, self.count, self.baseline_count, *(self.sums[k] for k in self.KEYS)]
+        return torch.tensor(values, dtype=torch.float64)
+
+    def load_state(self, sums: torch.Tensor) -> None:
+        self.loss_sum, self.count, self.baseline_count = float(sums[0]), int(sums[1]), int(sums[2])
+        self.sums = {k: float(v) for k, v in zip(self.KEYS, sums[3:].tolist(), strict=True)}
+
+
+def read_mask(path: Path, size: tuple[int, int], image: Path) -> torch.Tensor:
+    """A mask file as bool (H, W), True where it is white (>= 128); a mask of another size than its
+    image, or not a one-channel image, is a CnnlabError naming both files."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as pil:
+            mode, (w, h) = pil.mode, pil.size
+            if mode not in ("L", "1"):
+                raise CnnlabError(f"mask {path} is a mode {mode} image; save it as one-channel grey (mode L or 1), "
+                                  "white = hole, black = keep")
+            if (h, w) != tuple(size):
+                raise CnnlabError(f"mask {path} is {w}x{h} but image {image} is {size[1]}x{size[0]}; give each "
+                                  "image a mask of its own size")
+            values = torch.from_numpy(np.asarray(pil.convert("L"))).clone()
+    except (OSError, UnidentifiedImageError) as exc:
+        raise CnnlabError(f"mask {path} cannot be read ({exc}); pass a PNG, white = hole") from None
+    return values >= 128
+
+
+def mask_for(image: Path, mask: str | None) -> Path:
+    """The mask file of ``image``: --mask FILE (the same for every image), or --mask DIR holding a file
+    with the image's stem."""
+    if mask is None:
+        raise CnnlabError("inpaint predict needs the holes: pass --mask FILE (white = hole) or --mask DIR "
+                          "(a mask per image, matched by file stem)")
+    root = Path(mask)
+    if root.is_dir():
+        found = sorted(p for p in root.iterdir() if p.stem == image.stem and p.is_file())
+        if not found:
+            raise CnnlabError(f"--mask {root} has no mask for {image} (a file named {image.stem}.png)")
+        return found[0]
+    if not root.is_file():
+        raise CnnlabError(f"--mask {root} does not exist; pass a mask file or a folder of masks")
+    return root
+
+
+class InpaintTask(Task):
+    """Fill holes punched on the fly into clean photos; the model sees the image and its hole mask."""
+
+    name = "inpaint"
+    primary_metric = "psnr"
+    directions = {"loss": "min", "psnr": "max", "baseline_psnr": "max"}
+    data_layout = "images"
+    default_model = "unet_small"
+    normalize = False
+    tta_modes = ("none", "flip")
+    default_augment = "flip"
+    writes_images = True
+    input_name = "images_and_mask"
+    output_name = "image"
+    eval_fp32 = True
+    report_items = 4
+
+    def __init__(self, hole: int | str | tuple[int, int] | list[int] = (8, 32), cover: float = 0.2, patch: int = 96,
+                 valid_weight: float = 0.1) -> None:
+        low, high = parse_range(hole, "--hole", "--hole 8-32 (pixels)", minimum=1)
+        if low != int(low) or high != int(high):
+            raise CnnlabError(f"--hole {hole} must be whole pixels, for example --hole 8-32")
+        if not 0 < cover < 1:
+            raise CnnlabError(f"--task-arg cover={cover} must be between 0 and 1 (the fraction of pixels in holes)")
+        if valid_weight < 0:
+            raise CnnlabError(f"--task-arg valid_weight={valid_weight} must be >= 0 (the loss weight outside the holes)")
+        if patch < 8:
+            raise CnnlabError(f"--patch {patch} is too small to learn from; use at least 8 pixels (e.g. 96)")
+        self.hole, self.cover, self.patch, self.valid_weight = (int(low), int(high)), cover, patch, valid_weight
+
+    def input_channels(self, info: dict[str, Any]) -> int:
+        return int(info["in_channels"]) + 1  # the hole mask
+
+    def head_kwargs(self, info: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
+        channels = info["in_channels"]
+        if requested.get("num_classes", channels) != channels:
+            raise CnnlabError(f"--model-arg num_classes={requested['num_classes']}: an inpainter outputs the "
+                              f"image's {channels} channel(s); drop it")
+        return {"num_classes": channels}
+
+    def check_output(self, input_size: tuple[int, ...], output_size: tuple[int, ...], kwargs: dict[str, Any]) -> str:
+        want = (input_size[0] - 1, *input_size[1:])
+        return "" if tuple(output_size) == want else f"a {want} image (the input's channels, without the mask)"
+
+    def input_size(self, info: dict[str, Any]) -> tuple[int, int]:
+        return self.patch, self.patch
+
+    def check_data(self, info: dict[str, Any], train: Split, val: Split) -> None:
+        if "mask" in train:
+            raise CnnlabError("inpaint trains on plain photos (it makes its own holes), not masks; pass a folder "
+                              "of photos")
+        check_patch(train.sizes(), self.patch)
+
+    def _batch(self, images: list[torch.Tensor], generators: list[torch.Generator]) -> Batch:
+        masks = torch.stack([make_holes(tuple(im.shape[-2:]), self.hole, self.cover, g)
+                             for im, g in zip(images, generators, strict=True)])  # (N, H, W) bool
+        clean = torch.stack(images)  # (N, C, H, W) uint8
+        target = torch.cat([clean, masks.unsqueeze(1).to(torch.uint8) * 255], dim=1)  # (N, C + 1, H, W)
+        return {"input": punch(clean, masks), "target": target}
+
+    def train_batch(self, items: Split, generator: torch.Generator, augment: Augment | None) -> Batch:
+        clean = random_patches(items, ("image",), self.patch, generator)["image"]  # (N, C, P, P) uint8
+        if augment is not None:
+            clean = augment({"image": clean}, {"image": "image"}, generator)["image"]
+        return self._batch(list(clean), [generator] * len(clean))
+
+    def eval_batch(self, items: Split) -> Batch:
+        images = restore.images_of(items)
+        batch = self._batch(images, [image_generator(im, SALT) for im in images])
+        masks = batch["target"][:, -1] > 0
+        batch["baseline"] = torch.stack([diffusion_fill(im, m) for im, m in zip(images, masks, strict=True)])
+        return batch
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        outputs = outputs.float()
+        clean = targets[:, :-1].float() / 255.0
+        holes = (targets[:, -1:] > 0).float().expand_as(outputs)  # (N, C, H, W)
+        err = (outputs - clean).abs()
+        in_holes = (err * holes).sum() / holes.sum().clamp_min(1)
+        rest = (err * (1 - holes)).sum() / (1 - holes).sum().clamp_min(1)
+        return in_holes + self.valid_weight * rest
+
+    def meter(self, info: dict[str, Any], training: bool = False) -> InpaintMeter:
+        return InpaintMeter()
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The model's whole image (N, C, H, W) in [0, 1]; ``composite`` keeps the known pixels."""
+        return outputs.float().clamp(0, 1)
+
+    def options(self) -> dict[str, Any]:
+        return {"hole": list(self.hole), "cover": self.cover, "patch": self.patch, "valid_weight": self.valid_weight}
+
+    def fill(self, run: Any, image: torch.Tensor, mask: torch.Tensor, opts: dict[str, Any] | None = None
+             ) -> torch.Tensor:
+        """uint8 (C, H, W) and bool (H, W), True = hole -> the filled image in [0, 1] (CPU)."""
+        x = run.preprocess(punch(image, mask)[None].to(run.device))
+        out = restore.tiled_model(run, x, opts or restore.PREDICT_OPTIONS)[0].cpu()
+        return composite(out, image, mask)
+
+    def predict_files(self, run: Any, paths: list[str], out: Path | None, options: dict[str, Any]
+                      ) -> list[dict[str, Any]]:
+        """Per input: OUT/<stem>.png, its holes (white in the --mask file, or in the --mask folder's file
+        of the same stem) filled."""
+        from cnnlab.data.plain import read_native
+        from cnnlab.render.overlays import save_rgb_png
+        from cnnlab.tasks.base import check_options
+
+        opts = check_options(self, options, {**restore.PREDICT_OPTIONS, "mask": None})
+        if out is None:
+            raise CnnlabError("inpaint predictions are images: pass --out DIR")
+        rows = []
+        with torch.no_grad():
+            for path, image in read_native(paths, run.in_channels):
+                mask_path = mask_for(path, opts["mask"])
+                mask = read_mask(mask_path, tuple(image.shape[-2:]), path)
+                written = save_rgb_png(self.fill(run, image, mask, opts), Path(out) / f"{path.stem}.png")
+                rows.append({"path": str(path), "mask": str(mask_path), "output": str(written),
+                             "holes": round(float(mask.float().mean()), 4)})
+        return rows
+
+    def save_example(self, split: Split, i: int, stem: Path, info: dict[str, Any]) -> Path:
+        """Item ``i`` as ``stem``.png and its validation holes as masks/<name>.png beside it (white = hole):
+        `cnnlab predict RUN stem.png --mask masks/` fills them."""
+        from PIL import Image
+
+        from cnnlab.files import atomic_write
+        from cnnlab.render.overlays import save_rgb_png
+
+        batch = self.eval_batch(split.take(slice(i, i + 1)))
+        mask = Image.fromarray(batch["target"][0, -1].numpy())
+        target = stem.parent / "masks" / f"{stem.name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, lambda p: mask.save(p, format="PNG"))
+        return save_rgb_png(batch["target"][0, :-1].float() / 255, stem.with_suffix(".png"))
+
+    def _explain_inputs(self, run: Any, raw: torch.Tensor, names: list[str]) -> Any:
+        from cnnlab.app.explain import Inputs
+
+        holes = torch.zeros(raw.shape[0], *raw.shape[-2:], dtype=torch.bool)  # explain the model without holes
+        return Inputs(raw, run.preprocess(punch(raw, holes).to(run.device)), names)
+
+    def load_inputs(self, run: Any, paths: list[str]) -> Any:
+        from cnnlab.data import load_images
+
+        raw, files = load_images(list(paths), image_size=run.image_size or run.input_size, in_channels=run.in_channels)
+        if len(files) == 0:
+            raise CnnlabError(f"no readable images in {', '.join(map(str, paths))}; pass image files or folders")
+        return self._explain_inputs(run, raw, [Path(f).stem for f in files])
+
+    def inputs_from_split(self, run: Any, split: Split, count: int, index: list[int] | None = None) -> Any:
+        index = list(range(min(count, len(split)))) if index is None else index[:count]
+        sizes = split.sizes()
+        index = [i for i in index if sizes[i] == sizes[index[0]]]
+        return self._explain_inputs(run, torch.stack([split["image"][i] for i in index]), [f"val {i}" for i in index])
+
+    def report_samples(self, run: Any, split: Split | None, inputs: Any, source: str, samples: int,
+                       tmp: Path) -> str:
+        """Per sample, the same centre crop of: the input with its holes (magenta), the model's fill, the
+        original, and the diffusion fill, with both fills' hole PSNRs."""
+        from cnnlab.render.report import img
+
+        if split is None:
+            return restore.no_split_note("inpaint")
+        parts = []
+        with torch.no_grad():
+            for i in range(min(samples, len(split), self.report_items)):
+                batch = self.eval_batch(split.take(slice(i, i + 1)))
+                clean, mask = batch["target"][0, :-1], batch["target"][0, -1] > 0
+                filled = self.fill(run, clean, mask)
+                found = float(hole_psnr(filled[None], clean[None], mask[None])[0])
+                base = float(hole_psnr(batch["baseline"], clean[None], mask[None])[0])
+                magenta = torch.tensor([1.0, 0.0, 1.0][: clean.shape[0]]).view(-1, 1, 1).expand_as(filled)
+                holes = torch.where(mask, magenta, clean.float() / 255)
+                shown = [holes, filled, clean.float() / 255, batch["baseline"][0].float() / 255]
+                path = restore.panels(shown, tmp / f"inpaint_{i}.png")
+                parts.append(img(path, f"sample {i}") + f"<p>val {i}: diffusion fill {base:.2f} dB, model {found:.2f} dB "
+                             f"(PSNR over the {float(mask.float().mean()):.0%} hole pixels)</p>")
+        return restore.section(source, "input with holes (magenta) | model | original | diffusion fill (baseline).",
+                               parts)
+
+    def summary(self, metrics: dict[str, float]) -> str:
+        line = "  ".join(f"{k} {metrics[k]:.4f}" for k in ("psnr", "loss") if k in metrics)
+        if "baseline_psnr" in metrics:
+            line += f"  (diffusion fill: psnr {metrics['baseline_psnr']:.4f}; PSNR over hole pixels)"
+        return line
