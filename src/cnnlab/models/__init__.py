@@ -8,8 +8,10 @@ import line here.
 # Model family modules are imported here so that their builders register themselves.
 # (The imports are added as the families land.)
 from cnnlab.models import (
+    audio,  # noqa: F401
     cifar_fast,  # noqa: F401
     encoder_decoder,  # noqa: F401
+    inception,  # noqa: F401
     mini_xception,  # noqa: F401
     resnet,  # noqa: F401
     superres,  # noqa: F401

@@ -5,12 +5,16 @@ shortcuts "option B", stride on the bottleneck's 3x3 "v1.5"), so the parameter c
 classes are the published 11,689,512 / 21,797,672 / 25,557,032. CIFAR variants follow the paper's
 section 4.2: a 3x3 conv with 16 filters, three stages of n basic blocks (16, 32, 64 filters; depth
 6n+2) and the parameter-free "option A" shortcut, giving 0.27M / 0.46M / 0.85M parameters.
+plain20/32/56 are the paper's "plain" baselines (its figure 1 and section 4.2): the same layers with
+every shortcut removed (``shortcut="none"``); option A has no parameters, so each plain net counts
+exactly as many as its ResNet.
 
 Defaults: ``num_classes=1000`` for the ImageNet family, ``10`` for the CIFAR family; ``in_channels=3``.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -40,7 +44,9 @@ def bottleneck_block(in_ch: int, width: int, stride: int, shortcut: str) -> Resi
     return _residual(main, in_ch, 4 * width, stride, shortcut)
 
 
-def _residual(main: nn.Module, in_ch: int, out_ch: int, stride: int, shortcut: str) -> Residual:
+def _residual(main: nn.Module, in_ch: int, out_ch: int, stride: int, shortcut: str) -> nn.Module:
+    if shortcut == "none":  # the plain baseline: the same layers and the same ReLU, nothing added
+        return nn.Sequential(OrderedDict(main=main, act=nn.ReLU()))
     if shortcut == "pad" and (in_ch != out_ch or stride != 1):
         return Residual(main, in_ch, out_ch, stride, shortcut=PadShortcut(in_ch, out_ch, stride), act="relu")
     return Residual(main, in_ch, out_ch, stride, project=True, projection_norm="bn", act="relu")
@@ -57,16 +63,17 @@ class ResNet(nn.Module):
         layers: blocks per stage, e.g. (2, 2, 2, 2) for resnet18.
         widths: base filters per stage (a bottleneck stage outputs 4x as many).
         stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max pool) or ``"cifar"`` (one 3x3 conv).
-        shortcut: ``"projection"`` (1x1 conv + BN where shapes change) or ``"pad"`` (CIFAR option A).
+        shortcut: ``"projection"`` (1x1 conv + BN where shapes change), ``"pad"`` (CIFAR option A) or
+            ``"none"`` (a plain network: no shortcut at all).
     """
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, *, block: str = "basic",
                  layers: Sequence[int] = (2, 2, 2, 2), widths: Sequence[int] = (64, 128, 256, 512),
                  stem: str = "imagenet", shortcut: str = "projection", dropout: float = 0.0) -> None:
         super().__init__()
-        if block not in _BLOCKS or stem not in ("imagenet", "cifar") or shortcut not in ("projection", "pad"):
+        if block not in _BLOCKS or stem not in ("imagenet", "cifar") or shortcut not in ("projection", "pad", "none"):
             raise CnnlabError(f"resnet: block must be basic|bottleneck, stem imagenet|cifar, shortcut "
-                              f"projection|pad; got {block!r}, {stem!r}, {shortcut!r}")
+                              f"projection|pad|none; got {block!r}, {stem!r}, {shortcut!r}")
         if len(layers) != len(widths):
             raise CnnlabError(f"resnet: layers {tuple(layers)} and widths {tuple(widths)} differ in length")
         self.num_classes, self.in_channels = num_classes, in_channels
@@ -143,3 +150,21 @@ def resnet32(num_classes: int = 10, in_channels: int = 3, **kwargs) -> ResNet:
 def resnet56(num_classes: int = 10, in_channels: int = 3, **kwargs) -> ResNet:
     """CIFAR ResNet-56 (n=9, 0.85M parameters)."""
     return _cifar(9, num_classes, in_channels, **kwargs)
+
+
+@register_model(tags=("classify", "cifar", "paper"))
+def plain20(num_classes: int = 10, in_channels: int = 3, **kwargs) -> ResNet:
+    """resnet20 without its shortcuts: He et al.'s plain-20 (0.27M parameters, as resnet20)."""
+    return _cifar(3, num_classes, in_channels, shortcut="none", **kwargs)
+
+
+@register_model(tags=("classify", "cifar", "paper"))
+def plain32(num_classes: int = 10, in_channels: int = 3, **kwargs) -> ResNet:
+    """resnet32 without its shortcuts: plain-32 (0.46M parameters)."""
+    return _cifar(5, num_classes, in_channels, shortcut="none", **kwargs)
+
+
+@register_model(tags=("classify", "cifar", "paper"))
+def plain56(num_classes: int = 10, in_channels: int = 3, **kwargs) -> ResNet:
+    """resnet56 without its shortcuts: plain-56, whose training error is above plain-20's (0.85M parameters)."""
+    return _cifar(9, num_classes, in_channels, shortcut="none", **kwargs)

@@ -116,6 +116,30 @@ RECIPES: dict[str, dict[str, Any]] = {
 # The same data and schedule for ESPCN (Shi et al. 2016, 31k parameters): the fast baseline, shorter.
 RECIPES["superres-x3-espcn"] = {**RECIPES["superres-x3"], "model": "espcn", "epochs": 8, "lr": 2e-3}
 
+# `cnnlab experiment degradation` (He et al. 2016, fig. 1): plain20/56 and resnet20/56 on CIFAR-10 with
+# the paper's optimiser (SGD, momentum 0.9, lr 0.1 at batch 128, flips + 4 px translations), shortened
+# from its 64k steps to ~280 (4 epochs of a 9,000-image stratified subset). Sized from the trainer's
+# measured fp32 speeds on one thread of the busy 2-core Zen 3 (plain20 100, plain56 48, resnet20 206,
+# resnet56 67 img/s: 16.0 min for half this subset), so about 30 minutes there for the four runs.
+# `--epochs` / `--limit` scale it. The no-model recipe takes `--model`:
+# `cnnlab train classify --recipe degradation --model plain56 ...` is one of its runs.
+RECIPES["degradation"] = {
+    "epochs": 4,
+    "limit": 10_000,  # images taken from the spec before the 10% validation split
+    "batch_size": 128,
+    "optimizer": "sgd",  # Nesterov
+    "lr": 0.1,  # the paper's, at batch 128
+    "momentum": 0.9,
+    "weight_decay": 5e-4,  # the paper's 1e-4 is for 64k steps; a short run needs more
+    "schedule": "onecycle",
+    "warmup": 0.05,  # a few steps: plain-56 at lr 0.1 from the first step can stall (the paper warms ResNet-110)
+    "augment": "flip-crop",
+}
+# `cnnlab experiment inception-vs-xception`: inception_small vs xception_small, one recipe for both:
+# the same optimiser, subset and epochs as `degradation`. Measured: 30.1 min for the pair on the busy
+# 2-core Zen 3, one fp32 thread (inception_small 37, xception_small 50 img/s).
+RECIPES["inception-vs-xception"] = {**RECIPES["degradation"]}
+
 
 def get_recipe(name: str) -> dict[str, Any]:
     """A copy of recipe ``name``'s overrides (TrainConfig field -> value); unknown names get did-you-mean."""
