@@ -80,3 +80,33 @@ def test_cam_needs_an_input(run_and_images: tuple[Path, Path], capsys: pytest.Ca
     with pytest.raises(SystemExit):
         main(["explain", str(run), "--method", "gradcam"])
     assert "needs at least one INPUT" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_filters_show_a_progress_bar(run_and_images: tuple[Path, Path], tmp_path: Path) -> None:
+    """Issue 17: a 64-channel atlas ran 20+ s without a word; every ascent step now moves a bar."""
+    run, _ = run_and_images
+    text = _ok(["explain", str(run), "--method", "filters", "--layer", "stem.conv", "--channels", "3", "--steps", "4",
+                "--out", str(tmp_path)])
+    assert "filter ascent" in text and "4/4" in text
+
+
+@pytest.mark.slow
+def test_an_all_zero_cam_is_said_in_the_output(run_and_images: tuple[Path, Path], tmp_path: Path) -> None:
+    """Issue 17: with the head's weights zeroed no layer can raise a score, so every map is zero; the
+    CLI says so for each image instead of writing flat overlays without a word."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    run, images = run_and_images
+    dead = tmp_path / "dead"
+    shutil.copytree(run, dead)
+    weights = load_file(dead / "model.safetensors")
+    head = [name for name in weights if name.startswith("head.")]
+    assert head
+    save_file({k: v.zero_() if k in head else v for k, v in weights.items()}, dead / "model.safetensors")
+    text = _ok(["explain", str(dead), str(images), "--layer", "stages.0", "--out", str(tmp_path / "cams")])
+    assert text.count("is zero everywhere") == 2 and "try another --layer or --target" in text
+    text = _ok(["explain", str(run), str(images), "--layer", "stages.0", "--out", str(tmp_path / "live")])
+    assert "zero everywhere" not in text

@@ -51,3 +51,21 @@ def test_overlay_blends_heat_over_image() -> None:
     out = overlay(image, heat, alpha=1.0, cmap="gray")
     assert out.shape == (3, 4, 4)
     assert out[:, 0, 0].eq(1).all() and out[:, 3, 3].eq(0).all()
+
+
+def test_an_all_zero_map_is_said_in_words_not_drawn_as_a_flat_tint(tmp_path: Path) -> None:
+    """Issue 17: a Grad-CAM that is zero everywhere was drawn as a uniform blue tint, which reads as
+    'everything matters equally'. On a mid-grey image the old figure's darkest pixel was that tint
+    (64 of 255); the note's black text is darker, and a map with heat gets no note."""
+    import numpy as np
+
+    grey = torch.full((3, 16, 16), 0.5)
+    empty = np.asarray(Image.open(save_overlay(grey, torch.zeros(16, 16), tmp_path / "empty.png")))
+    heat = torch.zeros(16, 16)
+    heat[4:8, 4:8] = 1.0
+    drawn = np.asarray(Image.open(save_overlay(grey, heat, tmp_path / "heat.png")))
+    assert drawn.min() > 30 and empty.min() < 30  # black text...
+    assert empty.shape[1] == drawn.shape[1] and empty.shape[0] > drawn.shape[0]  # ...on a band under the panels
+    f = drawn.shape[1] // 38  # the 2 x (16 px + padding) grid, enlarged f times
+    right = empty[2 * f : 18 * f, 20 * f : 36 * f].reshape(-1, 3)
+    assert (right == right[0]).all() and right[0].min() > 180  # washed out, no colour-mapped tint

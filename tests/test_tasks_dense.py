@@ -138,7 +138,7 @@ def test_predict_writes_masks_and_upscaled_images_that_round_trip(tmp_path) -> N
      "smaller than --patch 32"),
     (["train", "segment", "--data", "cifar10", "--out", "x"], "holds class labels, not masks"),
     (["train", "classify", "--data", "builtin:shapes?n=20&size=16", "--mask-values", "0,255", "--out", "x"],
-     "apply to mask data"),
+     "makes its masks as class indices already: drop the option"),
 ])
 def test_bad_input_is_one_line_that_names_the_fix(args: list[str], message: str, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)

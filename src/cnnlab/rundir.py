@@ -36,41 +36,51 @@ METRICS = "metrics.jsonl"
 
 @dataclass
 class Normalize:
-    """uint8 NCHW -> float in [0, 1] -> (x - mean) / std per channel; the run's preprocessing."""
+    """Stored input / ``scale`` -> (x - mean) / std per channel; the run's preprocessing.
+
+    ``scale`` is what one unit of the stored data is: 255 for uint8 NCHW pixels (which become [0, 1]),
+    1 for float NCT waveforms (already in [-1, 1]). Any rank works: the statistics are per channel
+    (dim 1), broadcast over the spatial or time axes.
+    """
 
     mean: list[float]
     std: list[float]
+    scale: float = 255.0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x.float() / 255.0 - mean) / std
+        shape = (1, -1) + (1,) * (x.dim() - 2)  # (1, C, 1, 1) for images, (1, C, 1) for waveforms
+        mean = torch.tensor(self.mean, device=x.device).view(shape)
+        std = torch.tensor(self.std, device=x.device).view(shape)
+        return (x.float() / self.scale - mean) / std
 
     @classmethod
-    def identity(cls, channels: int) -> Normalize:
-        return cls([0.0] * channels, [1.0] * channels)
+    def identity(cls, channels: int, scale: float = 255.0) -> Normalize:
+        return cls([0.0] * channels, [1.0] * channels, scale)
 
     @classmethod
     def from_images(cls, x: torch.Tensor | list[torch.Tensor], enabled: bool = True, chunk: int = 4096
                     ) -> Normalize:
         """Per-channel mean and std of uint8 images, stacked (N, C, H, W) or a list of (C, H, W)
-        (identity when ``enabled`` is False)."""
+        (identity when ``enabled`` is False); float data (waveforms (C, T)) is taken at scale 1."""
         channels = x.shape[1] if isinstance(x, torch.Tensor) else (x[0].shape[0] if x else 3)
+        first = x if isinstance(x, torch.Tensor) else (x[0] if x else None)
+        scale = 255.0 if first is None or first.dtype == torch.uint8 else 1.0
         if not enabled or len(x) == 0:
-            return cls.identity(channels)
+            return cls.identity(channels, scale)
         total = torch.zeros(channels, dtype=torch.float64)
         total_sq = torch.zeros(channels, dtype=torch.float64)
         count = 0
         # chunks: a float copy of all of CIFAR would be 600 MB
         parts = (x[i:i + chunk] for i in range(0, len(x), chunk)) if isinstance(x, torch.Tensor) else (t[None] for t in x)
         for part in parts:
-            part = part.double() / 255.0
-            total += part.sum(dim=(0, 2, 3))
-            total_sq += (part * part).sum(dim=(0, 2, 3))
-            count += part.shape[0] * part.shape[2] * part.shape[3]
+            part = part.double() / scale
+            axes = (0, *range(2, part.dim()))  # every axis but the channels
+            total += part.sum(dim=axes)
+            total_sq += (part * part).sum(dim=axes)
+            count += part.numel() // channels
         mean = total / count
         std = (total_sq / count - mean * mean).clamp(min=1e-12).sqrt().clamp(min=1e-3)
-        return cls([round(float(m), 6) for m in mean], [round(float(s), 6) for s in std])
+        return cls([round(float(m), 6) for m in mean], [round(float(s), 6) for s in std], scale)
 
 
 def cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -104,7 +114,24 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise CnnlabError(f"{path} is damaged (not UTF-8 text: {exc.reason}); restore it from a copy, or delete "
+                          "it to keep the run without its history") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            row = exc.msg
+        if not (isinstance(row, dict) and "epoch" in row):  # a cut line, or one edited by hand
+            raise CnnlabError(f"{path} line {number} is damaged ({row if isinstance(row, str) else 'not an epoch row'});"
+                              " restore the file from a copy, or delete that line")
+        rows.append(row)
+    return rows
 
 
 def data_info(config: dict[str, Any]) -> dict[str, Any]:
@@ -144,10 +171,10 @@ class LoadedRun:
         return None if size is None else (int(size[0]), int(size[1]))
 
     @property
-    def input_size(self) -> tuple[int, int]:
-        """(H, W) of an input the model surely takes (the training input size)."""
+    def input_size(self) -> tuple[int, ...]:
+        """(H, W) of an input the model surely takes (the training input size); (T,) for audio."""
         size = self.config["preprocess"].get("input_size") or self.config["preprocess"]["image_size"]
-        return int(size[0]), int(size[1])
+        return tuple(int(s) for s in size)
 
     @property
     def in_channels(self) -> int:
@@ -170,6 +197,34 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+#: what ``load_run`` reads from config.json: each section's keys and the type of their values (None: any)
+CONFIG_KEYS: dict[str, dict[str, type | None]] = {
+    "model": {"name": str, "kwargs": dict},
+    "preprocess": {"image_size": None, "in_channels": int, "mean": list, "std": list},
+}
+
+
+def check_config(config: Any, path: Path) -> dict[str, Any]:
+    """``config`` when it holds what ``load_run`` reads; else a CnnlabError naming what is wrong (a
+    config.json edited by hand, or cut short, must not end in a KeyError)."""
+    def damaged(problem: str) -> CnnlabError:
+        return CnnlabError(f"{path} is damaged ({problem}); restore it from a copy or train a new run")
+
+    if not isinstance(config, dict):
+        raise damaged(f"it holds a JSON {type(config).__name__}, not an object")
+    if not isinstance(config.get("task"), str):
+        raise damaged("it names no task")
+    for section, keys in CONFIG_KEYS.items():
+        values = config.get(section)
+        if not isinstance(values, dict):
+            raise damaged(f"it has no {section!r} object")
+        for key, kind in keys.items():
+            if key not in values or (kind is not None and not isinstance(values[key], kind)):
+                raise damaged(f"{section}.{key} is missing or not a{'n' if kind is int else ''} "
+                              f"{(kind or object).__name__}")
+    return config
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """Rebuild the model of ``run_dir`` from config.json and load model.safetensors into it."""
     from cnnlab.models import create_model
@@ -182,11 +237,17 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     if not (run_dir / MODEL).exists():
         raise CnnlabError(f"{run_dir} has no {MODEL} yet: training has not finished an epoch; "
                           "continue it with `cnnlab train ... --resume`")
-    config = read_json(run_dir / CONFIG)
+    config = check_config(read_json(run_dir / CONFIG), run_dir / CONFIG)
     task = get_task(config["task"], **config.get("task_options", {}))
-    model = create_model(config["model"]["name"], **config["model"]["kwargs"])
+    task.bind_data(data_info(config))
+    try:
+        model = create_model(config["model"]["name"], **config["model"]["kwargs"])
+    except TypeError as exc:  # a keyword the builder does not take: edited, or written by another version
+        raise CnnlabError(f"{run_dir / CONFIG} describes a model that cannot be built ({exc}); the run directory "
+                          "is damaged or from another cnnlab version: restore it or train a new run") from None
     load_model_weights(run_dir / MODEL, model)
     device = resolve_device(str(device))
     model = model.to(device).eval()
     pre = config["preprocess"]
-    return LoadedRun(run_dir, model, config, task, Normalize(pre["mean"], pre["std"]), read_metrics(run_dir), device)
+    preprocess = Normalize(pre["mean"], pre["std"], pre.get("scale", 255.0))  # runs before 'scale' held images
+    return LoadedRun(run_dir, model, config, task, preprocess, read_metrics(run_dir), device)

@@ -63,9 +63,15 @@ def load_like_run(run: Any, spec: str, limit: int | None) -> Any:
     and data options), so that on the run's own data 'val' is the split it held out."""
     from cnnlab.data import load_data
 
+    return load_data(spec, run.config["task"], limit=limit, **loaded_as(run))
+
+
+def loaded_as(run: Any) -> dict[str, Any]:
+    """The ``load_data`` keywords the run loaded its data with, ``limit`` aside: its split rule and seed,
+    image size and data options (shared by evaluation and the report's preview)."""
     cfg = run.config["train"]
-    return load_data(spec, run.config["task"], val_split=cfg["val_split"], seed=cfg["seed"], image_size=run.image_size,
-                     limit=limit, options=run.config["data"].get("options") or {})
+    options = {**run.task.data_options_like(run.info), **(run.config["data"].get("options") or {})}
+    return {"val_split": cfg["val_split"], "seed": cfg["seed"], "image_size": run.image_size, "options": options}
 
 
 def same_spec(spec: str, data: dict[str, Any]) -> bool:

@@ -9,7 +9,7 @@ for a segmenter.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +28,20 @@ CAM_METHODS = ("gradcam", "gradcam++", "hirescam")
 
 @dataclass
 class Inputs:
-    """Images for a run: uint8 originals (for display), the model's float input, and their names."""
+    """Inputs for a run: the originals (for display), the model's float input, and their names."""
 
-    raw: torch.Tensor  # uint8 (N, C, H, W)
+    raw: torch.Tensor  # uint8 images (N, C, H, W), or float waveforms (N, C, T) in [-1, 1]
     x: torch.Tensor  # float, preprocessed, on the run's device
     names: list[str]
     labels: list[int] | None = None
 
 
 def load_inputs(run: Any, paths: Sequence[str | Path]) -> Inputs:
+    """Read files/folders as the run's task takes them (images, recordings), preprocessed for its model."""
+    return run.task.load_inputs(run, list(paths))
+
+
+def load_image_inputs(run: Any, paths: Sequence[str | Path]) -> Inputs:
     """Read image files/folders at the run's size and channel count, preprocessed for its model."""
     from cnnlab.data import load_images
 
@@ -82,25 +87,27 @@ def _slug(text: str) -> str:
 
 
 def display_images(inputs: Inputs) -> torch.Tensor:
-    """The inputs as float images in [0, 1] for drawing (the originals, not the normalised tensor)."""
-    return inputs.raw.float().cpu() / 255.0
+    """The inputs for drawing (the originals, not the normalised tensor): images as floats in [0, 1],
+    waveforms as they are."""
+    raw = inputs.raw.float().cpu()
+    return raw / 255.0 if inputs.raw.dtype == torch.uint8 else raw
 
 
 def explain_cams(run: Any, inputs: Inputs, layer: str, method: str, target: int | None, out: Path) -> list[dict[str, Any]]:
-    """One overlay PNG per input (image | heat map over it); rows with prediction and target."""
-    from cnnlab.render.overlays import save_overlay
-
+    """One overlay PNG per input (drawn by the task: image | heat map over it, a waveform over its map);
+    rows with prediction and target."""
     with torch.no_grad():
         outputs = run.model(inputs.x).float()
     cam_target, picks = run.task.cam_target(outputs, target)
     result = compute_cam(run.model, inputs.x, layer, target=cam_target, method=method)
-    images = display_images(inputs)
     rows = []
     for i, name in enumerate(inputs.names):
-        path = save_overlay(images[i], result.maps[i].cpu(), out / f"{_slug(name)}_{_slug(method.replace('+', 'p'))}_{_slug(layer)}.png")
+        path = run.task.save_cam(run, inputs, i, result.maps[i].cpu(),
+                                 out / f"{_slug(name)}_{_slug(method.replace('+', 'p'))}_{_slug(layer)}.png")
         label = _name(run, inputs.labels[i]) if inputs.labels is not None else None
         rows.append({"input": name, "png": path, "predicted": _name(run, picks[i]["predicted"]),
-                     "probability": picks[i]["probability"], "target": _name(run, picks[i]["target"]), "label": label})
+                     "probability": picks[i]["probability"], "target": _name(run, picks[i]["target"]), "label": label,
+                     "empty": not bool(result.maps[i].any())})  # an all-zero map: the CLI says so in words
     return rows
 
 
@@ -140,12 +147,15 @@ class PixelSpace(torch.nn.Module):
         self._preprocess = run.preprocess
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self._preprocess(x * 255.0))
+        # x * scale is the stored data: uint8 levels for images (255), the waveform itself for audio (1)
+        return self.model(self._preprocess(x * self._preprocess.scale))
 
 
 def explain_filters(run: Any, layer: str | None, out: Path, count: int = 64, steps: int | None = None,
-                    method: str = "plain", seed: int = 0, at_most: bool = False) -> dict[str, Any]:
-    """A filter atlas: the first ``count`` channels of ``layer`` (default: the middle convolution)."""
+                    method: str = "plain", seed: int = 0, at_most: bool = False,
+                    on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """A filter atlas: the first ``count`` channels of ``layer`` (default: the middle convolution).
+    ``on_step(done, total)`` follows the ascent (see ``visualize_filters``)."""
     from cnnlab.render.grids import save_atlas
 
     if layer is None:
@@ -163,13 +173,18 @@ def explain_filters(run: Any, layer: str | None, out: Path, count: int = 64, ste
                           f"{maps.shape[1]}")
     channels = list(range(count))
     images = visualize_filters(wrapped, f"model.{layer}", channels, steps=steps, size=tuple(run.input_size),
-                               seed=seed, method=method, in_channels=run.in_channels)
+                               seed=seed, method=method, in_channels=run.in_channels, on_step=on_step)
     path = save_atlas(images, out / f"filters_{_slug(layer)}_{method}.png")
     return {"png": path, "layer": layer, "channels": channels, "images": images}
 
 
 def inputs_from_split(run: Any, split: Any, count: int, index: list[int] | None = None) -> Inputs:
-    """Up to ``count`` items of a Split (or the items at ``index``) as Inputs; items of another size
+    """Up to ``count`` items of a Split (or the items at ``index``) as Inputs, as the run's task takes them."""
+    return run.task.inputs_from_split(run, split, count, index)
+
+
+def image_inputs_from_split(run: Any, split: Any, count: int, index: list[int] | None = None) -> Inputs:
+    """Up to ``count`` images of a Split (or the items at ``index``) as Inputs; items of another size
     than the first are left out (a batch needs one size). Labels come along where the split has them."""
     index = list(range(min(count, len(split)))) if index is None else index[:count]
     sizes = split.sizes()

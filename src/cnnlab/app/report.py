@@ -1,10 +1,10 @@
 """`write_report(run_dir)`: one self-contained HTML page for a run directory.
 
 Sections: summary and final metrics; learning curves; the task's plots (confusion matrix, per-class
-IoU, ...); the task's sample section (classify: a class-balanced mix plus the most confident
-mistakes with Grad-CAM; segment: truth and prediction overlays; superres: input / bicubic / model /
-HR crops); feature maps with the silent-channel share by depth; a filter atlas. Samples come from the
-run's own validation split, reloaded with the run's seed, split, limit and data options.
+IoU, ...); the task's sample section (classify: a class-balanced set with Grad-CAM, mistakes last;
+segment: truth and prediction overlays; superres: input / bicubic / model / HR crops); feature maps
+with the silent-channel share by depth; a filter atlas. Samples come from the run's own validation
+split, drawn with the run's seed, split, limit and data options; only the items shown are decoded.
 """
 
 from __future__ import annotations
@@ -30,6 +30,14 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, inputs: Seq
 
     if samples < 1:  # zero images would fail deep inside the CAM normalisation
         raise CnnlabError(f"samples={samples}: show at least 1 sample image (--samples 1 or more)")
+    if not (Path(run_dir) / "config.json").exists():  # not a run: perhaps an experiment's output folder
+        from cnnlab.experiments.record import find_record
+
+        record = find_record(run_dir)
+        if record is not None:
+            from cnnlab.app.experiment_report import write_experiment_report
+
+            return write_experiment_report(run_dir, record, out)
     run = load_run(run_dir, device)
     out = Path(out) if out else Path(run_dir) / "report.html"
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,9 +48,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, inputs: Seq
 
 def summary(run: Any) -> str:
     config = run.config
-    size = "x".join(map(str, run.image_size)) if run.image_size else f"own sizes (trained on {run.input_size[0]}x{run.input_size[1]} crops)"
     rows = [("run directory", str(run.run_dir)), ("model", config["model"]["name"]), ("task", config["task"]),
-            ("input", f"{run.in_channels} channel(s), {size}"), ("data", str(config.get("data", {}).get("spec", "?")))]
+            ("input", run.task.describe_input(run)), ("data", str(config.get("data", {}).get("spec", "?")))]
     if run.class_names:
         rows.insert(3, ("classes", ", ".join(run.class_names)))
     if run.history:
@@ -76,20 +83,29 @@ def task_plots(run: Any) -> str:
     return "".join(f"<h2>{html.escape(PLOT_TITLES.get(p.stem, p.stem))}</h2>" + img(p, p.stem) for p in found)
 
 
-def validation(run: Any) -> tuple[Any, str]:
-    """(the run's validation Split, where it came from), or (None, why not), reloaded as it was split."""
-    from cnnlab.app.evaluate import load_like_run
+def validation(run: Any, count: int) -> tuple[Any, str]:
+    """(``count`` items of the run's validation split, where they came from), or (None, why not): the
+    split is drawn as the run drew it (its seed, val split, limit and data options) and only the items
+    shown are decoded (``cnnlab.data.preview``)."""
+    from cnnlab.app.evaluate import loaded_as
+    from cnnlab.data.preview import load_preview
 
-    spec = run.config.get("data", {}).get("spec")
+    data = run.config.get("data", {})
+    spec = data.get("spec")
     if not spec:
         return None, "the run records no data spec; pass --inputs IMAGE..."
+    # The absolute path recorded at training time still finds a folder from another working directory.
+    where = data["path"] if data.get("path") and Path(data["path"]).exists() else spec
     try:
-        bundle = load_like_run(run, spec, run.config["train"].get("limit"))
+        split, part = load_preview(where, run.config["task"], count, limit=run.config["train"].get("limit"),
+                                   in_channels=run.in_channels, **loaded_as(run))
     except (CnnlabError, OSError) as exc:  # the report still has curves and filters; say why samples are missing
         return None, f"could not load the run's data {spec!r} here ({exc}); pass --inputs IMAGE..."
-    if len(bundle.val):
-        return bundle.val, f"validation images of {spec}"
-    return bundle.train, f"training images of {spec} (it has no validation split)"
+    if not len(split):
+        return None, f"none of the shown images of {spec} could be read here (see the warning); pass --inputs IMAGE..."
+    if part == "val":
+        return split, f"validation images of {spec}"
+    return split, f"training images of {spec} (it has no validation split)"
 
 
 def explained(run: Any, inputs: Sequence[str] | None, samples: int, filter_channels: int, filter_steps: int,
@@ -102,7 +118,7 @@ def explained(run: Any, inputs: Sequence[str] | None, samples: int, filter_chann
         first = runs.Inputs(data.raw[:samples], data.x[:samples], data.names[:samples])
         parts = [run.task.report_samples(run, None, first, "the images passed with --inputs", samples, tmp)]
     else:
-        split, source = validation(run)
+        split, source = validation(run, min(samples, run.task.report_items or samples))
         if split is None:
             parts, first = [f'<h2>Sample predictions</h2><p class="note">{html.escape(source)}</p>'], None
         else:

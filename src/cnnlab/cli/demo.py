@@ -55,6 +55,8 @@ def resume_or_refuse(out: Path, cfg: Any) -> bool:
     from cnnlab.files import read_json
     from cnnlab.rundir import CONFIG
 
+    if out.exists() and not out.is_dir():
+        raise CnnlabError(f"--out {out} is a file; the demo writes a run directory: pass a folder")
     if not (out / CONFIG).exists():
         return False
     saved = read_json(out / CONFIG)["train"]
@@ -63,22 +65,43 @@ def resume_or_refuse(out: Path, cfg: Any) -> bool:
     raise CnnlabError(f"{out} holds another run; pass a new --out for the demo")
 
 
-def write_samples(out: Path, cfg: Any, count: int = 12) -> Path:
-    """A few validation images as PNGs in OUT/samples, to try `cnnlab predict` and `explain` on
-    (classification: 2 per class, named by class)."""
+def parse_widths(text: str) -> tuple[int, ...]:
+    """'32,64,128' -> (32, 64, 128): positive stage widths."""
+    from cnnlab.errors import CnnlabError
+
+    try:
+        values = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise CnnlabError(f"--widths {text!r} must be positive integers separated by commas, e.g. --widths 32,64,128")
+    return values
+
+
+def write_samples(out: Path, count: int = 12) -> Path:
+    """A few validation images of the demo run in ``out`` as PNGs in OUT/samples, to try `cnnlab predict`
+    and `explain` on (classification: 2 per class, named by class). They come from the run's own
+    validation split (its seed, split and limit), and only they are loaded."""
     from PIL import Image
 
-    from cnnlab.data import load_data
+    from cnnlab.app.report import validation
+    from cnnlab.errors import CnnlabError
+    from cnnlab.rundir import load_run
 
+    run = load_run(out)
+    names = run.class_names
+    val, why = validation(run, 2 * len(names) if run.task.data_layout == "labels" else count)
+    if val is None:
+        raise CnnlabError(f"cannot write the demo's sample images: {why}")
     samples = out / "samples"
     samples.mkdir(parents=True, exist_ok=True)
-    bundle = load_data(cfg.data, cfg.task, val_split=cfg.val_split, seed=cfg.seed)
-    val = bundle.val
     if "label" in val:
-        picks = [(f"{name}_{k}", i) for c, name in enumerate(bundle.class_names)
-                 for k, i in enumerate((val.y == c).nonzero().flatten()[:2].tolist())]
+        picks, seen = [], [0] * len(names)
+        for i, c in enumerate(val.y.tolist()):
+            picks.append((f"{names[c]}_{seen[c]}", i))
+            seen[c] += 1
     else:
-        picks = [(f"val_{i}", i) for i in range(min(count, len(val)))]
+        picks = [(f"val_{i}", i) for i in range(len(val))]
     for name, i in picks:
         Image.fromarray(val.x[i].permute(1, 2, 0).numpy()).save(samples / f"{name}.png")
     return samples
@@ -119,17 +142,21 @@ def demo(task: str, out: Path | None, epochs: int | None, images: int | None, si
     preset = DEMOS[task]
     out = out or Path("cnnlab-demo" if task == "classify" else f"cnnlab-demo-{task}")
     console = Console(stderr=True, soft_wrap=True)
-    stage_widths = tuple(int(w) for w in widths.split(",")) if widths else None
-    epochs, images, size = epochs or preset["epochs"], images or preset["images"], size or preset["size"]
+    stage_widths = parse_widths(widths) if widths else None
+    # "is None", not "or": --epochs 0 is an error to report, not a request for the default
+    epochs, images, size = (preset[key] if value is None else value
+                            for key, value in (("epochs", epochs), ("images", images), ("size", size)))
     cfg = demo_config(out, epochs, images, size, stage_widths, precision, seed, task)
+    cfg.resolved()  # its errors (--epochs 0) come before the banner, as one line
+    resume = resume_or_refuse(out, cfg)
     console.print(f"[bold]cnnlab demo --task {task}[/]: {cfg.model} on {cfg.data}: {images} {preset['about']}, "
                   f"10% held out, {epochs} epochs")
     start = time.perf_counter()
-    trained = fit(cfg, resume=resume_or_refuse(out, cfg), console=console).trained
+    trained = fit(cfg, resume=resume, console=console).trained
     minutes = (time.perf_counter() - start) / 60
     result, _ = evaluate_run(out, cfg.data)
     print_tables(result, list(result.get("per_class", {})))
-    samples = write_samples(out, cfg)
+    samples = write_samples(out)
     console.print("writing the HTML report ...")
     report = write_report(out)
     headline = result[preset["headline"]]

@@ -56,8 +56,16 @@ def explain(run_dir: str, inputs: tuple[str, ...], method: str, layer: str | Non
                 raise CnnlabError(f"{name} must be at least 1, got {value}")
         if inputs:
             click.echo("note: --method filters starts from noise; the INPUT images are not used", err=True)
-        result = runs.explain_filters(run, layer, out, count=channels or 64, steps=steps, method=filter_method,
-                                      at_most=channels is None)
+        from rich.console import Console
+
+        from cnnlab.train.progress import make_progress
+
+        # the ascent of a 64-channel atlas takes 20 s and more on a CPU: show where it is
+        with make_progress(True, Console(stderr=True, soft_wrap=True)) as bar:
+            task = bar.add_task("filter ascent", total=None, stats="")
+            result = runs.explain_filters(run, layer, out, count=channels or 64, steps=steps, method=filter_method,
+                                          at_most=channels is None,
+                                          on_step=lambda done, total: bar.update(task, completed=done, total=total))
         click.echo(f"filter atlas of {result['layer']} ({len(result['channels'])} channels): {result['png']}")
         return
     if not inputs:
@@ -78,8 +86,8 @@ def _print_layers(run) -> None:  # type: ignore[no-untyped-def]
     from cnnlab.app.explain import probe
     from cnnlab.explain import list_layers
 
-    table = Table(title=f"layers of {run.config['model']['name']} for a 1x{run.in_channels}x"
-                        f"{run.input_size[0]}x{run.input_size[1]} input")
+    shape = "x".join(map(str, (1, run.in_channels, *run.input_size)))
+    table = Table(title=f"layers of {run.config['model']['name']} for a {shape} input")
     for column in ("layer", "type", "output shape", "CAM"):
         table.add_column(column)
     for info in list_layers(run.model, probe(run)):
@@ -106,3 +114,7 @@ def _print_cams(rows: list[dict], method: str, layer: str) -> None:
     for row in rows:
         table.add_row(row["input"], row["predicted"], f"{row['probability']:.3f}", row["target"], str(row["png"]))
     Console(width=200).print(table)
+    for row in rows:
+        if row["empty"]:  # drawn as a flat tint it would read as "everything matters equally"
+            click.echo(f"note: the {method} map of {row['input']} for {row['target']} is zero everywhere: nothing at "
+                       f"layer {layer} raises that score (its PNG says so too); try another --layer or --target")

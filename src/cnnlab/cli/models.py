@@ -35,7 +35,7 @@ def parse_settings(pairs: tuple[str, ...]) -> dict[str, object]:
     """``("project=false", "widths=[16,32]")`` -> keyword arguments for the model builder."""
     from cnnlab.cli._options import parse_key_values
 
-    return parse_key_values(pairs, "--set", "project=false")
+    return parse_key_values(pairs, "--model-arg", "project=false")
 
 
 def _console():  # type: ignore[no-untyped-def]
@@ -103,8 +103,9 @@ def list_cmd(pattern: str | None) -> None:
 @click.option("--num-classes", type=int, default=None, help="Number of outputs (default: the model's).")
 @click.option("--in-channels", type=int, default=None,
               help="Build the model for this many input channels (default: C of --input-size).")
-@click.option("--set", "--model-arg", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Another model keyword, value as JSON (repeatable), e.g. --set depth=1 or --set scale=3.")
+@click.option("--model-arg", "--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Another model keyword, value as JSON (repeatable), as in train: e.g. --model-arg depth=1 or "
+                   "--model-arg scale=3 (--set is an alias).")
 def summary(name: str, input_size: str, num_classes: int | None, in_channels: int | None,
             settings: tuple[str, ...]) -> None:
     """Every leaf layer of NAME: dotted name, type, output shape, parameters, multiply-adds; then totals.

@@ -35,12 +35,24 @@ def _load_file(path: Path, name: str) -> np.ndarray:
         raise CnnlabError(f"{name} file {str(path)!r} not found; give an existing .npy/.txt/.csv path "
                           f"or the numbers themselves, like \"1 2; 3 4\"")
     if path.suffix.lower() == ".npy":
+        with path.open("rb") as f:
+            magic = f.read(6)
+        # Checked first: np.load would call any other file "pickled data" and suggest unpickling it.
+        problem = "it does not start with NumPy's magic bytes: empty, or another format" \
+            if magic != b"\x93NUMPY" else ""
         try:
-            return np.load(path, allow_pickle=False).astype(np.float64)
-        except (ValueError, OSError) as exc:
-            raise CnnlabError(f"{name} file {str(path)!r} is not a numeric .npy array ({exc}); "
-                              f"save it with numpy.save") from exc
-    return _parse_rows(path.read_text(), f"{name} file {str(path)!r}")
+            if not problem:
+                return np.load(path, allow_pickle=False).astype(np.float64)
+        except (ValueError, OSError, EOFError) as exc:  # EOFError: cut short (click would print "Aborted!")
+            problem = str(exc)
+        raise CnnlabError(f"{name} file {str(path)!r} is not a numeric .npy array ({problem}); "
+                          f"save it with numpy.save")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CnnlabError(f"{name} file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                          "write the numbers as plain text, or save them with numpy.save as .npy") from None
+    return _parse_rows(text, f"{name} file {str(path)!r}")
 
 
 def _parse_rows(text: str, name: str) -> np.ndarray:

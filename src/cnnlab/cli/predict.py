@@ -1,5 +1,5 @@
-"""`cnnlab predict RUN INPUT... [--out DIR]`: what the run's task predicts for image files or folders
-(top-k classes; masks with overlays; upscaled images)."""
+"""`cnnlab predict RUN INPUT... [--out DIR]`: what the run's task predicts for image or audio files or
+folders (top-k classes, per window for long recordings; masks with overlays; upscaled images)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         table.add_column(f"#{rank}")
     for row in rows:
         table.add_row(row["path"], *(f"{t['class']} {t['probability']:.3f}" for t in row["top"]))
+        for w in row.get("windows", []):  # long recordings: the best class of every window under the file
+            table.add_row(f"  {w['start']:.2f}-{w['end']:.2f} s", f"{w['class']} {w['probability']:.3f}")
     Console().print(table)
 
 
@@ -58,23 +60,27 @@ def output_path(out: Path, fmt: str) -> tuple[Path, str]:
 @click.option("--top-k", type=int, help="classify: how many classes to list per image.  [default: 3]")
 @click.option("--tile", type=int, help="superres: tile size in input pixels (bounded memory).  [default: 256]")
 @click.option("--overlap", type=int, help="superres: context pixels around each tile.  [default: 16]")
+@click.option("--hop", type=float, help="audio: seconds between the windows slid over long recordings.  "
+              "[default: half the window]")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path),
               help="classify: a .csv/.json file, or a folder for predictions.<format>; segment/superres: the "
                    "folder for the output images (required).")
 @click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
-def predict(run: Path, inputs: tuple[str, ...], top_k: int | None, tile: int | None, overlap: int | None, fmt: str,
-            out: Path | None, device: str) -> None:
-    """Predict INPUT image files or folders with the run directory RUN.
+def predict(run: Path, inputs: tuple[str, ...], top_k: int | None, tile: int | None, overlap: int | None,
+            hop: float | None, fmt: str, out: Path | None, device: str) -> None:
+    """Predict INPUT image or audio files or folders with the run directory RUN.
 
     \b
     cnnlab predict runs/shapes photo.png                  (classify: top-3 classes)
     cnnlab predict runs/camvid frames/ --out masks        (segment: <stem>.png mask + overlay)
     cnnlab predict runs/sr3 small.png --out big           (superres: <stem>.png, 3x larger)
+    cnnlab predict runs/digits speech.wav                 (audio: top-3, and per window if long)
     """
     from cnnlab.rundir import load_run
 
-    options = {k: v for k, v in (("top_k", top_k), ("tile", tile), ("overlap", overlap)) if v is not None}
+    options = {k: v for k, v in (("top_k", top_k), ("tile", tile), ("overlap", overlap), ("hop", hop))
+               if v is not None}
     loaded = load_run(run, device)
     if not loaded.task.writes_images:
         target = output_path(out, fmt) if out is not None else None  # a bad --out fails before the work
@@ -92,10 +98,12 @@ def predict(run: Path, inputs: tuple[str, ...], top_k: int | None, tile: int | N
 
 def _write_classes(rows: list[dict[str, Any]], target: tuple[Path, str] | None, fmt: str) -> None:
     if target is not None:
-        from cnnlab.files import write_text
+        from cnnlab.files import atomic_write
 
         path, file_fmt = target
-        write_text(path, format_rows(rows, file_fmt))
+        # surrogateescape: a file name that is not UTF-8 goes into the CSV as the bytes it has on disk
+        data = format_rows(rows, file_fmt).encode("utf-8", "surrogateescape")
+        atomic_write(path, lambda p: p.write_bytes(data))
         click.echo(f"wrote {len(rows)} predictions to {path}", err=True)
         return
     if fmt == "table":

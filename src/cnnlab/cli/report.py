@@ -15,7 +15,8 @@ import click
 def report(run_dir: str, out: str | None, inputs: tuple[str, ...], samples: int, device: str) -> None:
     """Write RUN's learning curves, its task's plots and sample predictions (Grad-CAM overlays, masks
     or super-resolved crops), feature maps and a filter atlas into ONE HTML file with every image
-    embedded.
+    embedded. RUN may also be the --out folder of a `cnnlab experiment`: its page has the findings,
+    the table, the plots and each trained run's curves.
 
     \b
     cnnlab report runs/shapes

@@ -3,8 +3,11 @@ steps every in-memory source (npz, builtin, cifar10) shares."""
 
 from __future__ import annotations
 
+import math
 import zipfile
+import zlib
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -63,17 +66,48 @@ def labels_to_tensor(y: np.ndarray, n: int, num_classes: int | None, what: str) 
     return torch.from_numpy(y.astype(np.int64))
 
 
+def _read_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype] | None:
+    """(shape, fortran order, dtype) from the header of an .npy stream; None for a format version
+    this reader does not know (np.load then reads the array itself)."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f)
+    return None
+
+
+def _check_sizes(path: Path) -> None:
+    """A CnnlabError when an array's header claims other than the bytes its member holds: a cut file,
+    or a forged header that would make np.load allocate terabytes before reading a byte (a
+    decompression bomb)."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as f:
+                try:
+                    header = _read_header(f)
+                except ValueError as exc:  # np.lib.format's word for a header that does not parse
+                    raise CnnlabError(f"{path} is damaged: the header of array {info.filename[:-4]!r} does not read "
+                                      f"({exc}); write it again with np.savez") from None
+                if header is None or header[2].hasobject:  # object arrays are refused by np.load
+                    continue
+                shape, _, dtype = header
+                claimed, held = math.prod(shape) * dtype.itemsize, info.file_size - f.tell()
+            if claimed != held:
+                raise CnnlabError(f"{path} is damaged: array {info.filename[:-4]!r} claims shape {shape} of {dtype} "
+                                  f"({claimed:,} bytes) but holds {held:,} bytes; write it again with np.savez")
+
+
 def _read_rows(path: Path, key: str, stop: int) -> np.ndarray | None:
     """The first ``stop`` rows of array ``key`` in an .npz, decompressing only those bytes; None when the
     member is not a plain C-order array (then the caller reads it whole)."""
     with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
+        header = _read_header(f)
+        if header is None:
             return None
+        shape, fortran, dtype = header
         if fortran or dtype.hasobject or not shape:
             return None
         rows = min(stop, shape[0])
@@ -86,10 +120,21 @@ def read_npz(path: Path, limit_rows: dict[str, int] | None = None) -> dict[str, 
     """The arrays of an .npz file, without ever unpickling (object arrays are refused).
     ``limit_rows`` maps a key to how many leading rows are needed (the rest is not decompressed)."""
     limit_rows = limit_rows or {}
-    if path.is_file() and not zipfile.is_zipfile(path):  # np.load would call it "pickled data"
+    try:  # opened here: is_zipfile would answer False for a file it cannot open, and blame the format
+        with open(path, "rb") as f:
+            is_zip = zipfile.is_zipfile(f)
+    except IsADirectoryError:
+        raise CnnlabError(f"{path} is a folder, not an .npz file; pass the .npz file or drop the .npz "
+                          "suffix from the folder's name") from None
+    except FileNotFoundError:
+        is_zip = True  # np.load names the missing file
+    except OSError as exc:
+        raise CnnlabError(f"cannot read {path}: {exc.strerror}; fix its permissions or pass a readable copy") from None
+    if not is_zip:  # np.load would call it "pickled data"
         raise CnnlabError(f"{path} is not a readable .npz file (not a zip archive: truncated, or another "
                           "format); write it with np.savez(path, x=images, y=labels)")
     try:
+        _check_sizes(path)
         with np.load(path, allow_pickle=False) as data:
             arrays = {}
             for key in data.files:
@@ -98,9 +143,14 @@ def read_npz(path: Path, limit_rows: dict[str, int] | None = None) -> dict[str, 
                 prefix = _read_rows(path, key, limit_rows[key]) if key in limit_rows else None
                 arrays[key] = prefix if prefix is not None else data[key]
             return arrays
+    except CnnlabError:
+        raise
     except ValueError as exc:  # object arrays need pickle, which would run code from the file
         raise CnnlabError(f"{path}: {exc}; store class_names as a str array (np.array(names, dtype=str))") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:  # e.g. a damaged member (CRC error)
+    except MemoryError as exc:
+        raise CnnlabError(f"{path} holds more than this machine's memory ({exc}); load part of it (--limit N) "
+                          "or use a machine with more memory") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # e.g. a damaged member (CRC error)
         raise CnnlabError(f"{path} is not a readable .npz file ({exc})") from None
 
 

@@ -1,4 +1,5 @@
-"""Procedural datasets that need no download: ``builtin:shapes``.
+"""Procedural datasets that need no download: ``builtin:shapes`` (images) and ``builtin:tones`` (audio,
+generated in ``cnnlab.data.audio.tones``).
 
 ``shapes``: one solid coloured shape per image (circle, square, triangle, star, cross, ring) at a random
 position, scale and rotation, on a textured background (smooth noise, a linear gradient or stripes),
@@ -149,10 +150,29 @@ def shapes(n: int = 2000, size: int = 64, classes: int = len(SHAPES), seed: int 
     return torch.cat(xs), params["label"].clone(), torch.cat(masks), list(SHAPES[:classes])
 
 
+def _tones(**options: Any) -> tuple:
+    from cnnlab.data.audio.tones import tones  # imported when used: the image builtins do not need it
+
+    return tones(**options)
+
+
 # name -> (generator, {option: default}); an option's type is its default's type.
 BUILTINS: dict[str, tuple[Callable[..., tuple], dict[str, Any]]] = {
     "shapes": (shapes, {"n": 2000, "size": 64, "classes": len(SHAPES)}),
+    "tones": (_tones, {"n": 2000, "sample_rate": 8000, "duration": 1.0, "classes": 8, "channels": 1}),
 }
+#: the data layouts (``Task.data_layout``) each builtin serves
+LAYOUTS = {"shapes": ("labels", "masks", "images"), "tones": ("audio",)}
+
+
+def check_layout(name: str, layout: str) -> None:
+    """A CnnlabError when builtin ``name`` cannot serve a task that reads ``layout`` data."""
+    if layout in LAYOUTS[name]:
+        return
+    if layout == "audio":
+        raise CnnlabError(f"builtin:{name} holds images; task audio reads recordings: builtin:tones or a folder "
+                          "of audio files")
+    raise CnnlabError(f"builtin:{name} holds audio clips; train it with `cnnlab train audio --data builtin:{name}`")
 
 
 def parse_options(name: str, options: dict[str, str]) -> dict[str, Any]:

@@ -5,7 +5,8 @@ A Split holds N items under named fields (``image``, ``label``, ``mask``, later 
 CIFAR images are 150 MB as one uint8 tensor, and batches are augmented on whole tensors), or a list of
 N tensors when sizes differ (photos for super-resolution, CamVid frames at their own size). A field's
 *kind* says how paired transforms treat it: ``image`` uint8 (C, H, W) items, ``mask`` uint8 (H, W)
-per-pixel classes (IGNORE = void), ``label`` one int64 per item.
+per-pixel classes (IGNORE = void), ``label`` one int64 per item, ``wave`` float32 (C, T) audio in
+[-1, 1]. A split's items are counted by its *primary* field: ``image``, or ``wave`` for audio.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import torch
 
 #: the mask value that losses and metrics ignore (void / unlabelled pixels)
 IGNORE = 255
-KINDS = ("image", "mask", "label")
+KINDS = ("image", "mask", "label", "wave")
 #: the kind of a field when the loader does not say (a field's name is its kind for the common ones)
-DEFAULT_KINDS = {"image": "image", "mask": "mask", "label": "label", "target": "image"}
+DEFAULT_KINDS = {"image": "image", "mask": "mask", "label": "label", "target": "image", "wave": "wave"}
+#: the fields that can be a split's primary one (the model's input), in order of preference
+PRIMARY = ("image", "wave")
 
 Field = torch.Tensor | list[torch.Tensor]
 
@@ -37,8 +40,10 @@ class Split:
     """One split: named fields of ``len(split)`` items each (see the module doc)."""
 
     def __init__(self, fields: Mapping[str, Field], kinds: Mapping[str, str] | None = None) -> None:
-        if "image" not in fields:
-            raise ValueError(f"a Split needs an 'image' field, got fields {sorted(fields)}")
+        found = [name for name in PRIMARY if name in fields]
+        if not found:
+            raise ValueError(f"a Split needs an 'image' (or 'wave') field, got fields {sorted(fields)}")
+        self.primary = found[0]
         self.fields: dict[str, Field] = dict(fields)
         self.kinds: dict[str, str] = {name: (kinds or {}).get(name, DEFAULT_KINDS.get(name, "label"))
                                       for name in self.fields}
@@ -46,13 +51,15 @@ class Split:
 
     def _check(self) -> None:
         # Catch a malformed split where it is built, not three modules later in the training loop.
-        n = _count(self.fields["image"])
+        n = _count(self.fields[self.primary])
         for name, values in self.fields.items():
             kind = self.kinds[name]
             if kind not in KINDS:
                 raise ValueError(f"field {name!r} has unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
             if _count(values) != n:
-                raise ValueError(f"field {name!r} has {_count(values)} items, 'image' has {n}")
+                raise ValueError(f"field {name!r} has {_count(values)} items, {self.primary!r} has {n}")
+            if kind == "wave" and not _all(values, lambda t: t.dtype == torch.float32 and t.dim() == 2):
+                raise ValueError(f"field {name!r} must hold float32 (C, T) waveforms, got {_describe(values)}")
             if kind == "image" and not _all(values, lambda t: t.dtype == torch.uint8 and t.dim() == 3):
                 raise ValueError(f"field {name!r} must hold uint8 (C, H, W) images, got {_describe(values)}")
             if kind == "label" and not (isinstance(values, torch.Tensor) and values.dtype == torch.int64
@@ -69,7 +76,7 @@ class Split:
                                          f"{_item_shape(self.fields['image'], i)}: masks must be (H, W) of the image")
 
     def __len__(self) -> int:
-        return _count(self.fields["image"])
+        return _count(self.fields[self.primary])
 
     def __contains__(self, name: str) -> bool:
         return name in self.fields
@@ -81,21 +88,23 @@ class Split:
         """The items at ``index`` (a slice, int64 indices or a bool mask) as a new Split."""
         return Split({name: _take(values, index) for name, values in self.fields.items()}, self.kinds)
 
-    def stacked(self, name: str = "image") -> bool:
-        """True when field ``name`` is one tensor (every item the same shape)."""
-        return isinstance(self.fields[name], torch.Tensor)
+    def stacked(self, name: str | None = None) -> bool:
+        """True when field ``name`` (default: the primary one) is one tensor (every item the same shape)."""
+        return isinstance(self.fields[name or self.primary], torch.Tensor)
 
-    def sizes(self) -> list[tuple[int, int]]:
-        """(H, W) of every image."""
-        images = self.fields["image"]
-        if isinstance(images, torch.Tensor):
-            return [tuple(images.shape[-2:])] * len(images)  # type: ignore[list-item]
-        return [tuple(t.shape[-2:]) for t in images]  # type: ignore[misc]
+    def sizes(self) -> list[tuple[int, ...]]:
+        """(H, W) of every image, or (T,) of every waveform."""
+        items = self.fields[self.primary]
+        axes = 2 if self.primary == "image" else 1  # (C, H, W) images, (C, T) waves
+        if isinstance(items, torch.Tensor):
+            return [tuple(items.shape[-axes:])] * len(items)  # type: ignore[list-item]
+        return [tuple(t.shape[-axes:]) for t in items]  # type: ignore[misc]
 
     # Shorthands for the classification fields, which most code and tests read.
     @property
     def x(self) -> Field:
-        return self.fields["image"]
+        """The primary field: the images (or the waveforms of an audio split)."""
+        return self.fields[self.primary]
 
     @property
     def y(self) -> torch.Tensor:
@@ -156,7 +165,8 @@ class DataBundle:
     """What ``load_data`` returns: both splits plus what a run must remember to preprocess new inputs
     the same way (``in_channels``, ``image_size`` as (H, W), None when sizes vary) and to name its
     outputs (``class_names``, empty where a task has no classes). ``meta`` holds loader facts worth
-    recording in a run's config (source, skipped files, split rule)."""
+    recording in a run's config (source, skipped files, split rule); ``extra_info`` the facts beyond
+    images that new inputs must match (audio: ``sample_rate``), merged into ``info``."""
 
     train: Split
     val: Split
@@ -165,6 +175,7 @@ class DataBundle:
     image_size: tuple[int, int] | None
     spec: str
     meta: dict[str, Any] = field(default_factory=dict)
+    extra_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -174,4 +185,5 @@ class DataBundle:
     def info(self) -> dict[str, Any]:
         """The data facts a task and a run directory need (JSON-ready): classes, channels, size."""
         size = None if self.image_size is None else list(self.image_size)
-        return {"class_names": list(self.class_names), "in_channels": self.in_channels, "image_size": size}
+        return {"class_names": list(self.class_names), "in_channels": self.in_channels, "image_size": size,
+                **self.extra_info}

@@ -38,6 +38,12 @@ def _class_folders(folder: Path) -> dict[str, list[Path]]:
         loose = [f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS]
         hint = f" (it holds {len(loose)} loose image(s): put them in one subfolder per class)" if loose else ""
         raise CnnlabError(f"folder {folder} has no class subfolders{hint}; expected {LAYOUTS} with at least 2 classes")
+    for d in subdirs:
+        try:
+            d.name.encode("utf-8")
+        except UnicodeEncodeError:  # a class name is drawn in plots and written into reports as text
+            raise CnnlabError(f"class folder {d} has a name that is not valid UTF-8; rename it (the folder "
+                              "names are the class names)") from None
     classes = {d.name: find_images(d) for d in subdirs}
     for name, files in classes.items():
         if not files:
@@ -122,10 +128,11 @@ def load_folder(root: Path, *, spec: str, val_split: float, seed: int, image_siz
     train, skipped_train = _decode_split(train_files, train_labels, size, channels, strict)
     val, skipped_val = _decode_split(val_files, val_labels, size, channels, strict)
     skipped = skipped_train + skipped_val
-    warn_skipped(skipped)
     for name, count in zip(names, torch.bincount(train.y, minlength=len(names)).tolist(), strict=True):
-        if count == 0:
-            raise CnnlabError(f"class {name!r} has no readable training images in {root}; add readable images")
+        if count == 0:  # the error names a skipped file itself: no warning line before it
+            first = f" ({len(skipped)} unreadable, first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+            raise CnnlabError(f"class {name!r} has no readable training images in {root}{first}; add readable images")
+    warn_skipped(skipped)
     meta = {"source": "folder", "root": str(root), "split": split,
             "skipped": [[str(p), reason] for p, reason in skipped],
             "channels_rule": "1 when every image is grayscale, else 3 (RGB)"}

@@ -87,9 +87,20 @@ def fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return img.resize((tw, th), Image.Resampling.BILINEAR, box=(left, top, left + cw, top + ch))
 
 
+def _refuse_bomb(img: Image.Image) -> None:
+    """Refuse images over Pillow's decompression-bomb limit: Pillow itself refuses only twice that and
+    just warns (without naming the file) in between, then decodes them all the same."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and img.width * img.height > limit:
+        raise Image.DecompressionBombError(
+            f"{img.width}x{img.height} = {img.width * img.height:,} pixels is over the decompression-bomb limit of "
+            f"{limit:,} (PIL.Image.MAX_IMAGE_PIXELS; raise it if the image is genuine)")
+
+
 def read(path: Path, min_side: int) -> Image.Image:
     """Open and fully decode one file (the only step that meets broken files: DECODE_ERRORS)."""
     with Image.open(path) as img:
+        _refuse_bomb(img)
         img.draft(None, (min_side, min_side))  # JPEG only: decode at 1/2, 1/4 or 1/8 scale, still >= min_side
         img.load()
         return ImageOps.exif_transpose(img)
@@ -110,13 +121,13 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def warn_skipped(skipped: Sequence[tuple[Path, str]]) -> None:
+def warn_skipped(skipped: Sequence[tuple[Path, str]], what: str = "unreadable image") -> None:
     """One warning line naming every skipped file and why (the first 20; the rest are counted)."""
     if not skipped:
         return
     shown = "; ".join(f"{path} ({reason})" for path, reason in skipped[:20])
     more = f"; and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-    warnings.warn(f"skipped {len(skipped)} unreadable image file(s): {shown}{more}", DataWarning, stacklevel=3)
+    warnings.warn(f"skipped {len(skipped)} {what} file(s): {shown}{more}", DataWarning, stacklevel=3)
 
 
 def decode_many(paths: Sequence[Path], size: tuple[int, int], channels: int, strict: bool = False,
@@ -155,8 +166,8 @@ class _progress:
 
     MIN_FILES = 300
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled and total >= self.MIN_FILES
+    def __init__(self, total: int, enabled: bool, label: str = "decoding images") -> None:
+        self.total, self.enabled, self.label = total, enabled and total >= self.MIN_FILES, label
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         if not self.enabled:
@@ -164,7 +175,7 @@ class _progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn("decoding images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        self.bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                             console=Console(stderr=True), transient=True)
         self.bar.__enter__()
         task = self.bar.add_task("decode", total=self.total)

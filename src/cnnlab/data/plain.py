@@ -105,9 +105,12 @@ def _common_size(*fields: Field) -> tuple[int, int] | None:
     return tuple(next(iter(sizes))) if len(sizes) == 1 else None  # type: ignore[return-value]
 
 
-def load_image_folder(root: Path, *, spec: str, val_split: float, seed: int, image_size: tuple[int, int] | None,
-                      strict: bool, limit: int | None) -> DataBundle:
-    """Every image under ``root`` (recursively) as a Split with only the ``image`` field (module doc)."""
+def choose_files(root: Path, val_split: float, seed: int, limit: int | None, strict: bool
+                 ) -> tuple[list[Path], list[Path], int, list[tuple[Path, str]]]:
+    """(train files, val files, channels, skipped) of the image folder ``root``, from headers only.
+
+    The split is drawn over the files whose headers read, so callers that decode only some of them
+    (the report's preview) see the same split as ``load_image_folder``."""
     from cnnlab.data.segmentation import find_pair_folders
 
     root = Path(root)
@@ -129,8 +132,16 @@ def load_image_folder(root: Path, *, spec: str, val_split: float, seed: int, ima
     channels = 1 if all(m in GRAY_MODES for m in modes) else 3
     files = [files[i] for i in kept]
     tr, va = random_split(len(files), val_split, seed)
-    train, skipped_train = decode_files([files[i] for i in tr.tolist()], channels, image_size, strict)
-    val, skipped_val = decode_files([files[i] for i in va.tolist()], channels, image_size, strict)
+    return [files[i] for i in tr.tolist()], [files[i] for i in va.tolist()], channels, skipped
+
+
+def load_image_folder(root: Path, *, spec: str, val_split: float, seed: int, image_size: tuple[int, int] | None,
+                      strict: bool, limit: int | None) -> DataBundle:
+    """Every image under ``root`` (recursively) as a Split with only the ``image`` field (module doc)."""
+    root = Path(root)
+    train_files, val_files, channels, skipped = choose_files(root, val_split, seed, limit, strict)
+    train, skipped_train = decode_files(train_files, channels, image_size, strict)
+    val, skipped_val = decode_files(val_files, channels, image_size, strict)
     skipped = skipped + skipped_train + skipped_val
     if not train:
         raise CnnlabError(f"{root} has no readable training images (first skipped: {skipped[0][0]}: "

@@ -127,6 +127,9 @@ class ValueRule:
         return mapped[inverse].reshape(values.shape)
 
 
+MAX_MASK_VALUE = 65535  # the largest value a mask file holds (16-bit masks)
+
+
 def _int_list(values: object, what: str) -> tuple[int, ...]:
     """Integers from a list (or a "0,255" string as typed on the command line); a CnnlabError otherwise."""
     items = [v.strip() for v in values.split(",") if v.strip()] if isinstance(values, str) else values
@@ -155,17 +158,18 @@ def value_rule(mask_values: Sequence[int] | str | None, void_value: int | None, 
         if len(values) < 2:
             raise CnnlabError(f"--mask-values {','.join(map(str, values))} gives {len(values)} class; segmentation "
                               "needs at least 2 (e.g. --mask-values 0,255 for background and object)")
-        if min(values) < 0:
-            raise CnnlabError(f"--mask-values {','.join(map(str, values))} holds a negative value; mask files "
-                              "hold values 0..255 (or 0..65535 for 16-bit masks)")
+        if min(values) < 0 or max(values) > MAX_MASK_VALUE:
+            raise CnnlabError(f"--mask-values {','.join(map(str, values))} holds a value outside 0..{MAX_MASK_VALUE}; "
+                              "mask files hold values 0..255 (or 0..65535 for 16-bit masks)")
         if void is not None and void in values:
             raise CnnlabError(f"--void-value {void} is also listed in --mask-values {','.join(map(str, values))}; "
                               "a file value is either a class or void: drop it from one of them")
         if names is not None and len(names) != len(values):
             raise CnnlabError(f"{names_from} names {len(names)} classes but --mask-values lists {len(values)} values; "
                               "give one file value per class name")
-    if void is not None and void < 0:
-        raise CnnlabError(f"--void-value {void} is negative; pass the file value of void pixels (e.g. 11 or 255)")
+    if void is not None and not 0 <= void <= MAX_MASK_VALUE:
+        raise CnnlabError(f"--void-value {void} is outside 0..{MAX_MASK_VALUE} (what 8- and 16-bit mask files "
+                          "hold); pass the file value of void pixels (e.g. 11 or 255)")
     if names is not None:
         return ValueRule(values, void, len(names), names_from)
     if values is not None:

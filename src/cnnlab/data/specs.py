@@ -3,7 +3,7 @@
 Accepted specs (see the README's Data section):
   PATH/                      a class-per-folder tree (``train/`` + ``val/``, or one pool split by val_split)
   PATH.npz                   arrays x (N, H, W, 3) uint8, y (N,), class_names, optional x_val / y_val
-  builtin:NAME[?k=v&k=v]     procedural data, no download (``builtin:shapes?n=2000&size=64``)
+  builtin:NAME[?k=v&k=v]     procedural data, no download (``builtin:shapes?n=2000&size=64``, ``builtin:tones``)
   cifar10 | cifar10:test     the official CIFAR-10 binary archive, downloaded once into the cache
 """
 
@@ -99,7 +99,9 @@ def load_data(spec: str | os.PathLike, task: str = "classify", *, val_split: flo
     array sizes, picks a size for class folders (see ``cnnlab.data.folder``) and keeps each image's own
     size for mask and plain-image folders. ``strict`` turns skipped unreadable images into errors.
     ``limit`` (for quick runs and tests) caps every source at that many images before splitting.
-    ``options`` are the layout's own reading options (masks: ``mask_values``, ``void_value``).
+    ``options`` are the layout's own reading options (masks: ``mask_values``, ``void_value``; audio:
+    ``sample_rate``, ``channels``, ``label_pattern``, ``split_by``, ``val_groups``, see
+    ``cnnlab.data.audio``).
     ``cache_dir`` is where downloads live (default ``$CNNLAB_CACHE`` or ``~/.cache/cnnlab``).
     """
     layout = data_layout(task)
@@ -109,8 +111,17 @@ def load_data(spec: str | os.PathLike, task: str = "classify", *, val_split: flo
     size = _image_size(image_size)
     parsed = parse_spec(spec)
     options = dict(options or {})
+    if layout == "audio":  # recordings: their own reader, options and builtin
+        from cnnlab.data.audio import load_audio
+
+        if size is not None:
+            raise CnnlabError("image_size does not apply to audio; recordings are read at one sample rate "
+                              "(--sample-rate) and cut into --window seconds by the task")
+        return load_audio(parsed.kind, parsed.name, str(spec), builtin_options=parsed.options, val_split=val_split,
+                          seed=seed, strict=strict, limit=limit, options=options)
     if options and layout != "masks":
-        raise CnnlabError(f"data option(s) {sorted(options)} apply to mask data (task segment) only; drop them")
+        raise CnnlabError(f"data option(s) {sorted(options)} apply to mask data (task segment) or audio only; "
+                          "drop them")
     if parsed.kind == "builtin":
         return _builtin(parsed, str(spec), layout, val_split, seed, size, limit)
     if layout == "masks":
@@ -196,8 +207,9 @@ def _arrays(spec: str, x: torch.Tensor, y: torch.Tensor, names: list[str],
 
 def _builtin(parsed: Spec, spec: str, layout: str, val_split: float, seed: int,
              size: tuple[int, int] | None, limit: int | None) -> DataBundle:
-    from cnnlab.data.builtin import generate, parse_options
+    from cnnlab.data.builtin import check_layout, generate, parse_options
 
+    check_layout(parsed.name, layout)
     options = parse_options(parsed.name, parsed.options)
     if size is not None:
         if size[0] != size[1]:

@@ -71,3 +71,41 @@ def random_split(n: int, val_split: float, seed: int) -> tuple[torch.Tensor, tor
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = min(max(round(val_split * n), 1), n - 1) if val_split > 0 and n >= 2 else 0
     return order[n_val:].sort().values, order[:n_val].sort().values
+
+
+def group_split(groups: list[str], val_split: float, seed: int, val_groups: list[str] | None = None,
+                what: str = "group") -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+    """Indices (train, val) that never put one group (a speaker, a patient) on both sides, and the
+    sorted group names of each side.
+
+    ``val_groups`` names the validation groups; otherwise whole groups, in a permutation seeded with
+    ``seed``, go to validation until it holds at least ``round(val_split * n)`` items: at least one group
+    when ``val_split > 0``, never every group. With one group (or ``val_split == 0``) all are training.
+    ``what`` names the grouping field in errors ('speaker').
+    """
+    check_val_split(val_split)
+    names = sorted(set(groups))
+    if val_groups:
+        unknown_groups = sorted(set(val_groups) - set(names))
+        if unknown_groups:
+            raise CnnlabError(f"--val-groups {', '.join(unknown_groups)}: no such {what}; the {what}s are "
+                              f"{', '.join(names)}")
+        chosen = set(val_groups)
+        if chosen == set(names):
+            raise CnnlabError(f"--val-groups names every {what} ({', '.join(names)}); leave at least one for training")
+    elif val_split == 0 or len(names) < 2:
+        chosen = set()
+    else:
+        counts = {name: 0 for name in names}
+        for g in groups:
+            counts[g] += 1
+        goal = max(1, round(val_split * len(groups)))
+        chosen, held = set(), 0
+        for i in torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist():
+            if held >= goal or len(chosen) == len(names) - 1:
+                break
+            chosen.add(names[i])
+            held += counts[names[i]]
+    is_val = torch.tensor([g in chosen for g in groups], dtype=torch.bool)
+    train, val = (~is_val).nonzero().flatten(), is_val.nonzero().flatten()
+    return train, val, [n for n in names if n not in chosen], sorted(chosen)

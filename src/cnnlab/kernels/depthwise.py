@@ -112,7 +112,7 @@ class _DepthwiseConv3x3(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         w = weight.to(x.dtype)  # fp32 master weights under autocast: the conv runs in x's dtype
         ctx.save_for_backward(x, w)
-        ctx.weight_dtype = weight.dtype
+        ctx.weight_dtype, ctx.weight_stride = weight.dtype, weight.stride()
         return F.conv2d(x, w, padding=1, groups=x.shape[1])
 
     @staticmethod
@@ -133,6 +133,11 @@ class _DepthwiseConv3x3(torch.autograd.Function):
                 grad_w = gw
         if grad_w is not None:
             grad_w = grad_w.to(ctx.weight_dtype)
+            if grad_w.stride() != ctx.weight_stride:
+                # The kernel's (C, 1, 3, 3) is contiguous, a channels_last weight's strides differ in the
+                # size-1 dim: autograd accepts that, but DDP's bucket views are strided like the weight
+                # and it warns on every rank ("Grad strides do not match bucket view strides") and copies.
+                grad_w = torch.empty_strided(grad_w.shape, ctx.weight_stride, dtype=grad_w.dtype).copy_(grad_w)
         return grad_x, grad_w
 
 

@@ -60,7 +60,11 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             raise CnnlabError(f"{key}={value!r} for model {name!r} must be a positive integer")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     _check_types(name, _BUILDERS[name], kwargs)
-    return _BUILDERS[name](**kwargs)
+    try:
+        return _BUILDERS[name](**kwargs)
+    except RuntimeError as exc:  # torch refusing a layer the values describe (e.g. widths=[-4])
+        raise CnnlabError(f"model {name!r} cannot be built with {kwargs}: {str(exc).splitlines()[0]}; "
+                          "check the model keywords (--model-arg / --set)") from None
 
 
 def _check_types(name: str, builder: Callable[..., nn.Module], kwargs: dict[str, Any]) -> None:

@@ -29,11 +29,13 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, pad_v
     return grid
 
 
-def save_image(image: torch.Tensor, path: str | Path, cmap: str | None = None, min_side: int = 256) -> Path:
+def save_image(image: torch.Tensor, path: str | Path, cmap: str | None = None, min_side: int = 256,
+               caption: str | None = None) -> Path:
     """Write a (C, H, W) or (H, W) image in [0, 1] as PNG; a single channel uses ``cmap`` if given.
 
     Small images (32x32 inputs, 4x4 feature maps) are enlarged by an integer factor with nearest
     neighbour until the longer side reaches ``min_side``, so pixels stay visible as squares.
+    ``caption`` is written in black on a white band under the image (wrapped to its width).
     """
     import numpy as np
     from PIL import Image
@@ -51,7 +53,31 @@ def save_image(image: torch.Tensor, path: str | Path, cmap: str | None = None, m
     if image.shape[2] == 1:
         image = image[:, :, 0]
     array = (image.numpy() * 255).round().astype(np.uint8)
-    return atomic_write(path, lambda p: Image.fromarray(array).save(p, format="PNG"))
+    pil = Image.fromarray(array)
+    if caption:
+        pil = _add_caption(pil, caption)
+    return atomic_write(path, lambda p: pil.save(p, format="PNG"))
+
+
+def _add_caption(pil, caption: str):  # type: ignore[no-untyped-def]
+    """``pil`` with ``caption`` in black on a white band underneath, wrapped to the image's width."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=max(12, min(24, pil.width // 48)))
+    measure = ImageDraw.Draw(pil)
+    lines: list[str] = []
+    for word in caption.split():
+        if lines and measure.textlength(f"{lines[-1]} {word}", font=font) <= pil.width - 8:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    height = int(measure.textbbox((0, 0), "Ag", font=font)[3]) + 4
+    out = Image.new(pil.mode, (pil.width, pil.height + height * len(lines) + 8), "white")
+    out.paste(pil, (0, 0))
+    draw = ImageDraw.Draw(out)
+    for i, line in enumerate(lines):
+        draw.text((4, pil.height + 4 + i * height), line, fill="black", font=font)
+    return out
 
 
 def colorize(values: torch.Tensor, cmap: str = "viridis") -> torch.Tensor:

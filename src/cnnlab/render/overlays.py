@@ -19,12 +19,21 @@ def overlay(image: torch.Tensor, cam: torch.Tensor, alpha: float = 0.5, cmap: st
     return ((1 - alpha) * image + alpha * colorize(cam, cmap)).clamp(0, 1)
 
 
+# A map that is zero everywhere would be drawn as one flat tint, which reads as "everything matters
+# equally"; it is said in words instead.
+EMPTY_MAP_NOTE = "map is zero everywhere: nothing at this layer raises the target's score"
+
+
 def save_overlay(image: torch.Tensor, cam: torch.Tensor, path: str | Path, alpha: float = 0.5, cmap: str = "jet") -> Path:
-    """Write image | heat map over image, side by side; a 1-D signal (C, T) gets a shaded plot."""
+    """Write image | heat map over image, side by side; a 1-D signal (C, T) gets a shaded plot.
+    An all-zero map gets the image washed out instead of a flat tint, and ``EMPTY_MAP_NOTE`` under it."""
+    empty = not bool(cam.detach().any())
     if image.dim() == 2:
-        return save_signal_overlay(image, cam, path, cmap)
-    pair = torch.stack([overlay(image, torch.zeros_like(cam), alpha=0.0), overlay(image, cam, alpha, cmap)])
-    return save_image(make_grid(pair, nrow=2, pad=2, pad_value=1.0), path, min_side=512)
+        return save_signal_overlay(image, cam, path, cmap, title=EMPTY_MAP_NOTE if empty else "")
+    plain = overlay(image, torch.zeros_like(cam), alpha=0.0)
+    right = 0.4 * plain + 0.6 if empty else overlay(image, cam, alpha, cmap)
+    return save_image(make_grid(torch.stack([plain, right]), nrow=2, pad=2, pad_value=1.0), path, min_side=512,
+                      caption=EMPTY_MAP_NOTE if empty else None)
 
 
 def save_signal_overlay(signal: torch.Tensor, cam: torch.Tensor, path: str | Path, cmap: str = "jet", title: str = "") -> Path:

@@ -32,7 +32,9 @@ def write_page(out: str | Path, title: str, parts: list[str]) -> Path:
     """Write the HTML page of ``parts`` (already-rendered sections) to ``out``, atomically."""
     from cnnlab.files import write_text
 
-    return write_text(out, page(title, parts))
+    # A file or class name that is not UTF-8 (kept by Python as surrogates) is shown as U+FFFD.
+    text = page(title, parts).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return write_text(out, text)
 
 
 def page(title: str, parts: list[str]) -> str:
@@ -44,5 +46,12 @@ def page(title: str, parts: list[str]) -> str:
 def table(rows: list[tuple[str, str]]) -> str:
     cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     return f"<table>{cells}</table>"
+
+
+def grid(header: list[str], rows: list[list[str]]) -> str:
+    """A table with a header row (the experiments' results): every cell is escaped text."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 

@@ -171,26 +171,25 @@ class ClassifyTask(Task):
 
     def report_samples(self, run: Any, split: Split | None, inputs: Any, source: str, samples: int,
                        tmp: Path) -> str:
-        """A class-balanced mix of validation images plus the most confident mistakes, with Grad-CAM
-        (the first images of a folder are often all of one class)."""
+        """Class-balanced validation images with Grad-CAM, the mistakes among them last (the most
+        confident first)."""
         from cnnlab.app import explain as runs
         from cnnlab.app.report import cam_table
 
         if inputs is not None or split is None:
             return super().report_samples(run, split, inputs, source, samples, tmp)
-        from cnnlab.data.split import balanced_subset
-
+        # ``split`` holds only the items shown (chosen class-balanced, the only ones decoded), so the
+        # mistakes come from among them rather than from a search of the whole validation split.
         with torch.no_grad():
-            probs = torch.cat([self.predict(run.model(run.preprocess(split.x[i:i + 256].to(run.device)))).cpu()
-                               for i in range(0, min(len(split), 2048), 256)])
+            probs = self.predict(run.model(run.preprocess(split.x[:samples].to(run.device)))).cpu()
         labels = split.y[:len(probs)]
         confidence, pred = probs.max(dim=1)
         wrong = (pred != labels).nonzero().flatten()
-        mistakes = wrong[confidence[wrong].argsort(descending=True)][: max(1, samples // 4)].tolist()
-        mix = [i for i in balanced_subset(labels, samples).tolist() if i not in mistakes][: samples - len(mistakes)]
-        data = runs.inputs_from_split(run, split, samples, mix + mistakes)
-        note = f" ({len(mix)} class-balanced, then the {len(mistakes)} most confident mistake(s))" if mistakes else \
-            " (class-balanced; no mistakes among them)"
+        mistakes = wrong[confidence[wrong].argsort(descending=True)].tolist()
+        right = (pred == labels).nonzero().flatten().tolist()
+        data = runs.inputs_from_split(run, split, samples, right + mistakes)
+        note = f" (class-balanced; the last {len(mistakes)} are mistakes, the most confident first)" if mistakes \
+            else " (class-balanced; no mistakes among them)"
         return cam_table(run, data, source, tmp, note)
 
     def cam_target(self, outputs: torch.Tensor, cls: int | None) -> tuple[Any, list[dict[str, Any]]]:

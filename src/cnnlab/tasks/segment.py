@@ -86,6 +86,7 @@ class SegmentTask(Task):
     tta_modes = ("none", "flip")
     default_augment = "flip"
     writes_images = True
+    report_items = 4  # full-size overlays: more would make a long page
 
     def __init__(self, patch: int | None = None, dice: float = 0.0) -> None:
         if patch is not None and patch < 8:
@@ -189,7 +190,7 @@ class SegmentTask(Task):
             return super().report_samples(run, split, inputs, source, samples, tmp)
         rows, k = [], len(run.class_names)
         with torch.no_grad():
-            for i in range(min(samples, len(split), 4)):
+            for i in range(min(samples, len(split), self.report_items)):
                 image, mask = split["image"][i], split["mask"][i]
                 pred = run.model(run.preprocess(image[None].to(run.device))).argmax(dim=1)[0].cpu()
                 shown = image.float() / 255

@@ -93,6 +93,7 @@ class SuperResTask(Task):
     writes_images = True
     output_name = "image"
     eval_fp32 = True
+    report_items = 4  # full-size overlays: more would make a long page
 
     def __init__(self, scale: int = 2, patch: int = 96) -> None:
         if scale not in SCALES:
@@ -165,7 +166,7 @@ class SuperResTask(Task):
             return "<h2>Sample predictions</h2><p class=\"note\">super-resolution samples come from the run's data</p>"
         parts = []
         with torch.no_grad():
-            for i in range(min(samples, len(split), 4)):
+            for i in range(min(samples, len(split), self.report_items)):
                 batch = self.eval_batch(split.take(slice(i, i + 1)))
                 sr = self.predict(run.model(run.preprocess(batch["input"].to(run.device)))).cpu()
                 found = scores.sr_scores(sr, batch["target"], self.scale)["psnr"][0]
