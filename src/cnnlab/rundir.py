@@ -16,7 +16,7 @@ Reading a run needs this module, the model registry and the task's spec: never t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,23 @@ class Normalize:
     mean: list[float]
     std: list[float]
     scale: float = 255.0
+    #: return 4D batches channels_last (inference with a channels_last model: no copy in the first conv)
+    channels_last: bool = False
+    _tensors: dict[tuple[Any, int], tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (1, -1) + (1,) * (x.dim() - 2)  # (1, C, 1, 1) for images, (1, C, 1) for waveforms
-        mean = torch.tensor(self.mean, device=x.device).view(shape)
-        std = torch.tensor(self.std, device=x.device).view(shape)
-        return (x.float() / self.scale - mean) / std
+        # The (mean, std) tensors are built once per device and rank, not on every batch (issue 15).
+        key = (x.device, x.dim())
+        if key not in self._tensors:
+            shape = (1, -1) + (1,) * (x.dim() - 2)  # (1, C, 1, 1) for images, (1, C, 1) for waveforms
+            self._tensors[key] = (torch.tensor(self.mean, device=x.device).view(shape),
+                                  torch.tensor(self.std, device=x.device).view(shape))
+        mean, std = self._tensors[key]
+        out = (x.float() / self.scale - mean) / std
+        if self.channels_last and out.dim() == 4:
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
 
     @classmethod
     def identity(cls, channels: int, scale: float = 255.0) -> Normalize:
@@ -155,6 +166,8 @@ class LoadedRun:
     preprocess: Normalize  # uint8 (N, C, H, W) -> the model's float input
     history: list[dict[str, Any]]
     device: torch.device
+    #: the inference Precision when loaded with ``precision=`` (else None: plain fp32)
+    precision: Any = None
 
     @property
     def info(self) -> dict[str, Any]:
@@ -225,8 +238,14 @@ def check_config(config: Any, path: Path) -> dict[str, Any]:
     return config
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild the model of ``run_dir`` from config.json and load model.safetensors into it."""
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", precision: str | None = None) -> LoadedRun:
+    """Rebuild the model of ``run_dir`` from config.json and load model.safetensors into it.
+
+    ``precision`` None gives the plain fp32 model (exact; what export and explain use). For fast
+    inference pass 'run' (the run's training precision on this device) or 'fp32' / 'bf16' / 'fp16':
+    the model is then channels_last and runs under autocast, ``run.preprocess`` returns
+    channels_last batches, and ``run.precision`` is the Precision for ``cnnlab.train.loop.evaluate``.
+    """
     from cnnlab.models import create_model
     from cnnlab.tasks import get_task
 
@@ -250,4 +269,27 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     model = model.to(device).eval()
     pre = config["preprocess"]
     preprocess = Normalize(pre["mean"], pre["std"], pre.get("scale", 255.0))  # runs before 'scale' held images
-    return LoadedRun(run_dir, model, config, task, preprocess, read_metrics(run_dir), device)
+    fast = None
+    if precision is not None:
+        from cnnlab.train.precision import inference_precision
+
+        fast = inference_precision(precision, config.get("train", {}).get("precision", "fp32"), device,
+                                   exact=task.eval_fp32)
+        model = fast.prepare(model)
+        preprocess.channels_last = True
+        if fast.dtype is not None:
+            model.forward = _autocast_forward(model.forward, fast)  # the instance's own: module names unchanged
+    return LoadedRun(run_dir, model, config, task, preprocess, read_metrics(run_dir), device, fast)
+
+
+def _autocast_forward(forward: Any, precision: Any) -> Any:
+    """``forward`` under ``precision``'s autocast, with float32 outputs (what callers compare and save)."""
+    import functools
+
+    @functools.wraps(forward)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with precision.autocast():
+            out = forward(*args, **kwargs)
+        return out.float() if isinstance(out, torch.Tensor) and out.is_floating_point() else out
+
+    return run

@@ -10,21 +10,25 @@ import torch
 from cnnlab.errors import CnnlabError
 
 
-def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size: int = 256,
-                 device: str = "cpu", limit: int | None = None) -> tuple[dict[str, Any], Any]:
+def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size: int | None = None,
+                 device: str = "cpu", limit: int | None = None, precision: str = "run",
+                 tta: str = "none") -> tuple[dict[str, Any], Any]:
     """Evaluate ``run_dir`` on ``spec``; returns (metrics as a JSON-ready dict, the filled meter).
 
     ``split='auto'`` evaluates the held-out validation split when ``spec`` is the data the run was
     trained on (the same split, from the same seed, options and limit) and every example of any other
-    spec.
+    spec. ``precision`` 'run' evaluates in the run's training precision (channels_last; fp32 for
+    tasks scored on 8-bit levels); ``batch_size`` None sizes batches to stay in cache; ``tta`` averages
+    over the task's test-time augmentations.
     """
     from cnnlab.rundir import load_run
-    from cnnlab.train.loop import evaluate
-    from cnnlab.train.precision import make_precision
+    from cnnlab.train.loop import check_tta, evaluate
+    from cnnlab.train.precision import inference_batch
 
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise CnnlabError(f"--batch-size must be at least 1, got {batch_size}")
-    run = load_run(run_dir, device)
+    run = load_run(run_dir, device, precision=precision)
+    check_tta(tta, run.task)
     train_cfg = run.config["train"]
     same_data = same_spec(str(spec), run.config["data"])
     if limit is None and same_data:
@@ -45,9 +49,10 @@ def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size
     if not parts:
         raise CnnlabError(f"the {split!r} split of --data {spec} is empty; pass --split all")
     data = concat(parts)
-    precision = make_precision("fp32", run.device, channels_last=False)
-    meter = evaluate(run.model, run.task, data, run.preprocess, precision, batch_size, run.info)
-    result: dict[str, Any] = {"run": str(run_dir), "data": str(spec), "split": split, "examples": len(data)}
+    batch = inference_batch(run.input_size, batch_size)
+    meter = evaluate(run.model, run.task, data, run.preprocess, run.precision, batch, run.info, tta)
+    result: dict[str, Any] = {"run": str(run_dir), "data": str(spec), "split": split, "examples": len(data),
+                              "precision": run.precision.name, "tta": tta}
     result.update(meter.compute())
     per_class = getattr(meter, "per_class", None)
     if per_class is not None:

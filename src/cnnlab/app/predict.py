@@ -7,10 +7,11 @@ from typing import Any
 
 
 def predict_files(run_dir: str | Path, inputs: list[str], out: Path | None = None, device: str = "cpu",
-                  **options: Any) -> list[dict[str, Any]]:
+                  precision: str = "run", **options: Any) -> list[dict[str, Any]]:
     """One row per readable input, made by the run's task (classify: top-k classes; segment: mask and
-    overlay PNGs; superres: the upscaled PNG). ``options`` are the task's predict options."""
+    overlay PNGs; superres: the upscaled PNG). ``options`` are the task's predict options; ``precision``
+    as in ``cnnlab.rundir.load_run`` ('run': the run's training precision)."""
     from cnnlab.rundir import load_run
 
-    run = load_run(run_dir, device)
+    run = load_run(run_dir, device, precision=precision)
     return run.task.predict_files(run, inputs, out, options)

@@ -9,6 +9,9 @@ from typing import Any
 
 import click
 
+#: cnnlab.train.precision.INFERENCE_PRECISIONS (not imported: --help stays free of torch)
+INFERENCE_PRECISIONS = ("run", "auto", "fp32", "bf16", "fp16")
+
 
 def _cell(value: float) -> str:
     if value != value:  # NaN: the class is absent from the data and the predictions
@@ -59,17 +62,23 @@ def print_tables(result: dict[str, Any], class_names: list[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (nothing else).")
 @click.option("--plot", type=click.Path(path_type=Path),
               help="Where to write the confusion matrix image.  [default: RUN/eval_confusion.png]")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=int, help="Images per forward pass.  [default: about 262,144 pixels' worth, "
+              "at most 256: small batches stay in cache]")
 @click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(INFERENCE_PRECISIONS), default="run", show_default=True,
+              help="run: the precision the run trained in (as it resolves on this device); fp32 for exact "
+                   "figures. Tasks scored on 8-bit levels (PSNR) always use fp32.")
+@click.option("--tta", default="none", show_default=True,
+              help="Test-time augmentation: none, flip, or flip-translate (classify; segment and superres: flip).")
 @click.option("--limit", type=int, help="Evaluate at most this many images.")
-def evaluate(run: Path, spec: str, split: str, as_json: bool, plot: Path | None, batch_size: int, device: str,
-             limit: int | None) -> None:
+def evaluate(run: Path, spec: str, split: str, as_json: bool, plot: Path | None, batch_size: int | None, device: str,
+             precision: str, tta: str, limit: int | None) -> None:
     """Evaluate the run directory RUN on --data with its task's metrics (classify: top-1/top-5 and
     per-class precision/recall; segment: mIoU, pixel accuracy and per-class IoU; superres: PSNR/SSIM
     on Y beside bicubic's), printed, and the confusion matrix written as an image where there is one."""
     from cnnlab.app.evaluate import evaluate_run
 
-    result, meter = evaluate_run(run, spec, split, batch_size, device, limit)
+    result, meter = evaluate_run(run, spec, split, batch_size, device, limit, precision, tta)
     names = list(result.get("per_class", {}))
     if "confusion" in result:
         from cnnlab.render.confusion import plot_confusion

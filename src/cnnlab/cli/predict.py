@@ -67,8 +67,11 @@ def output_path(out: Path, fmt: str) -> tuple[Path, str]:
               help="classify: a .csv/.json file, or a folder for predictions.<format>; segment/superres: the "
                    "folder for the output images (required).")
 @click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(("run", "auto", "fp32", "bf16", "fp16")), default="run",
+              show_default=True, help="run: the precision the run trained in, as it resolves here; fp32 for exact "
+                                      "outputs (image-to-image tasks always use fp32).")
 def predict(run: Path, inputs: tuple[str, ...], top_k: int | None, tile: int | None, overlap: int | None,
-            hop: float | None, fmt: str, out: Path | None, device: str) -> None:
+            hop: float | None, fmt: str, out: Path | None, device: str, precision: str) -> None:
     """Predict INPUT image or audio files or folders with the run directory RUN.
 
     \b
@@ -81,7 +84,7 @@ def predict(run: Path, inputs: tuple[str, ...], top_k: int | None, tile: int | N
 
     options = {k: v for k, v in (("top_k", top_k), ("tile", tile), ("overlap", overlap), ("hop", hop))
                if v is not None}
-    loaded = load_run(run, device)
+    loaded = load_run(run, device, precision=precision)
     if not loaded.task.writes_images:
         target = output_path(out, fmt) if out is not None else None  # a bad --out fails before the work
         rows = loaded.task.predict_files(loaded, list(inputs), None, options)

@@ -140,6 +140,12 @@ RECIPES["degradation"] = {
 # 2-core Zen 3, one fp32 thread (inception_small 37, xception_small 50 img/s).
 RECIPES["inception-vs-xception"] = {**RECIPES["degradation"]}
 
+# benchmarks/eval_bench.py (issue 15): a short mini_xception run whose only purpose is to be timed:
+# one logit for two classes at 128 px (the issue's cats-vs-dogs case), 600 photos, 1 epoch.
+RECIPES["eval-speed"] = {"model": "mini_xception", "model_kwargs": {"num_classes": 1}, "epochs": 1, "limit": 600,
+                         "image_size": 128, "batch_size": 32, "val_split": 0.5, "optimizer": "adamw", "lr": 1e-3,
+                         "augment": "flip"}
+
 
 def get_recipe(name: str) -> dict[str, Any]:
     """A copy of recipe ``name``'s overrides (TrainConfig field -> value); unknown names get did-you-mean."""
