@@ -54,6 +54,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from cnnlab.app.evaluate import load_like_run
+    from cnnlab.app.inference import load_fast
     from cnnlab.rundir import load_run
     from cnnlab.train import TrainConfig, fit
     from cnnlab.train.precision import cpu_has_fast_bf16, inference_batch, make_precision
@@ -65,7 +66,7 @@ def main() -> None:
                         threads=args.threads, **get_recipe("eval-speed")), progress=False)
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         train_rate = rows[-1]["images_per_s"]
-        before_run, now_run = load_run(out, "cpu"), load_run(out, "cpu", precision="run")
+        before_run, now_run = load_run(out, "cpu"), load_fast(out, "cpu", "run")
         split = load_like_run(now_run, args.data, now_run.config["train"]["limit"]).val
         before = make_precision("fp32", "cpu", channels_last=False)
         batch = inference_batch(now_run.input_size)

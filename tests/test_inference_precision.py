@@ -9,6 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from cnnlab.app.inference import load_fast
 from cnnlab.cli import cli
 from cnnlab.errors import CnnlabError
 from cnnlab.rundir import Normalize, load_run
@@ -65,7 +66,7 @@ def test_normalize_builds_its_tensors_once_and_can_emit_channels_last() -> None:
 
 def test_a_bf16_run_model_keeps_its_module_names_and_gives_float_outputs_close_to_fp32(run_dir) -> None:
     exact = load_run(run_dir)
-    fast = load_run(run_dir, precision="bf16")
+    fast = load_fast(run_dir, precision="bf16")
     assert exact.precision is None and fast.precision.name == "bf16"
     assert [n for n, _ in fast.model.named_modules()] == [n for n, _ in exact.model.named_modules()]
     conv = next(m for m in fast.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))

@@ -166,7 +166,7 @@ class LoadedRun:
     preprocess: Normalize  # uint8 (N, C, H, W) -> the model's float input
     history: list[dict[str, Any]]
     device: torch.device
-    #: the inference Precision when loaded with ``precision=`` (else None: plain fp32)
+    #: the inference Precision after ``cnnlab.app.inference.fast_inference`` (else None: plain fp32)
     precision: Any = None
 
     @property
@@ -238,14 +238,9 @@ def check_config(config: Any, path: Path) -> dict[str, Any]:
     return config
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu", precision: str | None = None) -> LoadedRun:
-    """Rebuild the model of ``run_dir`` from config.json and load model.safetensors into it.
-
-    ``precision`` None gives the plain fp32 model (exact; what export and explain use). For fast
-    inference pass 'run' (the run's training precision on this device) or 'fp32' / 'bf16' / 'fp16':
-    the model is then channels_last and runs under autocast, ``run.preprocess`` returns
-    channels_last batches, and ``run.precision`` is the Precision for ``cnnlab.train.loop.evaluate``.
-    """
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Rebuild the model of ``run_dir`` from config.json and load model.safetensors into it: the plain
+    fp32 model (``cnnlab.app.inference.fast_inference`` turns it into the fast one)."""
     from cnnlab.models import create_model
     from cnnlab.tasks import get_task
 
@@ -269,27 +264,5 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", precision:
     model = model.to(device).eval()
     pre = config["preprocess"]
     preprocess = Normalize(pre["mean"], pre["std"], pre.get("scale", 255.0))  # runs before 'scale' held images
-    fast = None
-    if precision is not None:
-        from cnnlab.train.precision import inference_precision
+    return LoadedRun(run_dir, model, config, task, preprocess, read_metrics(run_dir), device)
 
-        fast = inference_precision(precision, config.get("train", {}).get("precision", "fp32"), device,
-                                   exact=task.eval_fp32)
-        model = fast.prepare(model)
-        preprocess.channels_last = True
-        if fast.dtype is not None:
-            model.forward = _autocast_forward(model.forward, fast)  # the instance's own: module names unchanged
-    return LoadedRun(run_dir, model, config, task, preprocess, read_metrics(run_dir), device, fast)
-
-
-def _autocast_forward(forward: Any, precision: Any) -> Any:
-    """``forward`` under ``precision``'s autocast, with float32 outputs (what callers compare and save)."""
-    import functools
-
-    @functools.wraps(forward)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        with precision.autocast():
-            out = forward(*args, **kwargs)
-        return out.float() if isinstance(out, torch.Tensor) and out.is_floating_point() else out
-
-    return run

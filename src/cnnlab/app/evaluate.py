@@ -21,13 +21,13 @@ def evaluate_run(run_dir: str | Path, spec: str, split: str = "auto", batch_size
     tasks scored on 8-bit levels); ``batch_size`` None sizes batches to stay in cache; ``tta`` averages
     over the task's test-time augmentations.
     """
-    from cnnlab.rundir import load_run
+    from cnnlab.app.inference import load_fast
     from cnnlab.train.loop import check_tta, evaluate
     from cnnlab.train.precision import inference_batch
 
     if batch_size is not None and batch_size < 1:
         raise CnnlabError(f"--batch-size must be at least 1, got {batch_size}")
-    run = load_run(run_dir, device, precision=precision)
+    run = load_fast(run_dir, device, precision)
     check_tta(tta, run.task)
     train_cfg = run.config["train"]
     same_data = same_spec(str(spec), run.config["data"])

@@ -10,8 +10,8 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: Path | None = Non
                   precision: str = "run", **options: Any) -> list[dict[str, Any]]:
     """One row per readable input, made by the run's task (classify: top-k classes; segment: mask and
     overlay PNGs; superres: the upscaled PNG). ``options`` are the task's predict options; ``precision``
-    as in ``cnnlab.rundir.load_run`` ('run': the run's training precision)."""
-    from cnnlab.rundir import load_run
+    as in ``cnnlab.app.inference.fast_inference`` ('run': the run's training precision)."""
+    from cnnlab.app.inference import load_fast
 
-    run = load_run(run_dir, device, precision=precision)
+    run = load_fast(run_dir, device, precision)
     return run.task.predict_files(run, inputs, out, options)

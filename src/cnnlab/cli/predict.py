@@ -80,11 +80,11 @@ def predict(run: Path, inputs: tuple[str, ...], top_k: int | None, tile: int | N
     cnnlab predict runs/sr3 small.png --out big           (superres: <stem>.png, 3x larger)
     cnnlab predict runs/digits speech.wav                 (audio: top-3, and per window if long)
     """
-    from cnnlab.rundir import load_run
+    from cnnlab.app.inference import load_fast
 
     options = {k: v for k, v in (("top_k", top_k), ("tile", tile), ("overlap", overlap), ("hop", hop))
                if v is not None}
-    loaded = load_run(run, device, precision=precision)
+    loaded = load_fast(run, device, precision)
     if not loaded.task.writes_images:
         target = output_path(out, fmt) if out is not None else None  # a bad --out fails before the work
         rows = loaded.task.predict_files(loaded, list(inputs), None, options)
