@@ -64,25 +64,44 @@ def test_running_again_reads_the_finished_runs_back_without_training(out: Path) 
     assert before == {m: (out / m / "metrics.jsonl").read_text() for m in degradation.MODELS}
 
 
-def _run(model: str, train_error: float, val_error: float = 0.5) -> TrainedRun:
+def _run(model: str, train_error: float, val_error: float = 0.5, train_size: int = 1000) -> TrainedRun:
     history = [{"epoch": 1, "train_top1": 1 - train_error, "val_top1": 1 - val_error, "images_per_s": 100.0,
                 "seconds": 60.0}]
-    config = {"data": {"info": {"class_names": [f"c{i}" for i in range(10)]}}}
+    config = {"data": {"info": {"class_names": [f"c{i}" for i in range(10)]}, "train_size": train_size}}
     return TrainedRun(model, Path(model), history, config, 853_018 if model.endswith("56") else 269_722, 1)
 
 
+PAPER = {"plain20": _run("plain20", 0.10), "plain56": _run("plain56", 0.15),
+         "resnet20": _run("resnet20", 0.10), "resnet56": _run("resnet56", 0.07)}
+
+
 def test_findings_say_whether_each_half_of_the_paper_is_reproduced() -> None:
-    paper = {"plain20": _run("plain20", 0.10), "plain56": _run("plain56", 0.15),
-             "resnet20": _run("resnet20", 0.10), "resnet56": _run("resnet56", 0.07)}
-    plain, residual, same, val = degradation.findings(paper)
+    plain, residual, same, val = degradation.findings(PAPER)
     assert "15.00%" in plain and "10.00%" in plain and "degradation problem is reproduced" in plain
+    assert "still at chance" not in plain
     assert "gains from depth" in residual and "853,018" in same and "plain56 50.00%" in val
-    short = {**paper, "plain56": _run("plain56", 0.08), "resnet56": _run("resnet56", 0.12)}
-    plain, residual, *_ = degradation.findings(short)
-    assert "does NOT reproduce" in plain and "has NOT overtaken" in residual and "after 1 epochs" in residual
-    assert "still at chance" not in degradation.findings(paper)[0]
-    stuck = degradation.findings({**paper, "plain56": _run("plain56", 0.895)})[0]
+    # Both halves the other way round, by more than the noise of 1,000 training images.
+    plain, residual, *_ = degradation.findings({**PAPER, "plain56": _run("plain56", 0.04),
+                                                "resnet56": _run("resnet56", 0.14)})
+    assert "does NOT reproduce" in plain and "has NOT overtaken" in residual and "after 1 epoch " in residual
+    stuck = degradation.findings({**PAPER, "plain56": _run("plain56", 0.895)})[0]
     assert "is reproduced (but plain-56 is still at chance, 90.00% error" in stuck
+
+
+def test_a_gap_inside_the_noise_of_the_training_images_names_no_winner() -> None:
+    # 1 point on 1,000 images is inside the band (~2.7 points): neither reproduced nor contradicted.
+    close = {**PAPER, "plain56": _run("plain56", 0.11), "resnet56": _run("resnet56", 0.09)}
+    plain, residual, *_ = degradation.findings(close)
+    assert "level within noise" in plain and "neither reproduces nor contradicts" in plain
+    assert "level within noise" in residual and "NOT shown" in residual and "gains from depth" not in residual
+    # The same 1 point on 100,000 images is far outside it (~0.3 points).
+    big = {name: _run(name, 1 - run.last("train_top1"), train_size=100_000) for name, run in close.items()}
+    plain, residual, *_ = degradation.findings(big)
+    assert "degradation problem is reproduced" in plain and "gains from depth" in residual
+    # Both plain nets at chance: the run has not begun, and says so instead of "reproduced".
+    plain = degradation.findings({**PAPER, "plain20": _run("plain20", 0.89), "plain56": _run("plain56", 0.895)})[0]
+    assert "both are still at chance" in plain and "says nothing about degradation" in plain
+    assert "reproduced" not in plain
 
 
 def test_missing_or_bad_data_is_one_clear_error(tmp_path: Path) -> None:

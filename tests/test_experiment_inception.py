@@ -53,23 +53,46 @@ def test_the_output_folder_has_a_report_with_the_plot_and_both_runs(out: Path) -
     assert "xception_small" in page and "Caveat" in page and page.count("data:image/png;base64,") == 3
 
 
-def _run(model: str, top1: float, images_per_s: float, macs: int) -> TrainedRun:
+def _run(model: str, top1: float, images_per_s: float, macs: int, val_size: int = 1000,
+         threads: int = 1) -> TrainedRun:
     history = [{"epoch": 1, "val_top1": top1, "train_loss": 1.0, "images_per_s": images_per_s, "seconds": 60.0}]
-    config = {"preprocess": {"input_size": [32, 32]}, "data": {"train_size": 1000}}
+    config = {"preprocess": {"input_size": [32, 32]}, "data": {"train_size": 1000, "val_size": val_size},
+              "resolved": {"threads": threads}}
     return TrainedRun(model, Path(model), history, config, 826_938 if model.startswith("inc") else 819_794, macs)
 
 
+PAPER = {"inception_small": _run("inception_small", 0.60, 30.0, 116_700_000),
+         "xception_small": _run("xception_small", 0.65, 12.0, 150_000_000)}
+
+
 def test_findings_say_whether_xception_won_and_whether_mult_adds_predicted_speed() -> None:
-    paper = {"inception_small": _run("inception_small", 0.60, 30.0, 116_700_000),
-             "xception_small": _run("xception_small", 0.65, 12.0, 150_000_000)}
-    params, accuracy, speed, caveat = ivx.findings(paper)
+    params, accuracy, speed, caveat = ivx.findings(PAPER)
     assert "0.9% apart" in params and "MORE" not in params
     assert "+5.00 points" in accuracy and "as in the paper" in accuracy
-    assert "inception_small is faster" in speed and "also the faster one" in speed
+    assert "1 thread:" in speed and "inception_small is 2.50x faster" in speed and "fewer mult-adds" in speed
     assert "1,000 training images" in caveat and "ImageNet" in caveat
-    reversed_ = {**paper, "xception_small": _run("xception_small", 0.55, 40.0, 150_000_000)}
+    reversed_ = {**PAPER, "xception_small": _run("xception_small", 0.55, 40.0, 150_000_000)}
     _, accuracy, speed, _ = ivx.findings(reversed_)
-    assert "does NOT reproduce" in accuracy and "do not predict the speed" in speed
+    assert "does NOT reproduce" in accuracy and "xception_small is 1.33x faster despite more mult-adds" in speed
+    assert "do not predict the speed" in speed
+
+
+def test_gaps_inside_the_noise_name_no_winner() -> None:
+    # 2 points on 1,000 validation images is inside the band (~4.3 points); 5% apart in speed is a tie.
+    close = {"inception_small": _run("inception_small", 0.60, 40.0, 116_700_000),
+             "xception_small": _run("xception_small", 0.62, 42.0, 150_000_000)}
+    _, accuracy, speed, _ = ivx.findings(close)
+    assert "level within noise" in accuracy and "does NOT show" in accuracy and "as in the paper" not in accuracy
+    assert "level (within 10%" in speed and "faster" not in speed
+    # The same 2 points on 100,000 images is a real gap; identical accuracies never are.
+    big = {m: _run(m, r.last("val_top1"), 40.0, r.macs, val_size=100_000) for m, r in close.items()}
+    assert "as in the paper" in ivx.findings(big)[1]
+    tie = {m: _run(m, 0.10, 40.0, r.macs, val_size=0) for m, r in close.items()}
+    assert "level within noise" in ivx.findings(tie)[1]
+    # Runs timed with different thread counts are not compared as if they were alike.
+    mixed = {**close, "xception_small": _run("xception_small", 0.62, 80.0, 150_000_000, threads=2)}
+    speed = ivx.findings(mixed)[2]
+    assert "not compared (the two runs used different thread counts)" in speed and "faster" not in speed
 
 
 def test_a_stem_stride_other_than_1_or_2_is_refused_by_name(tmp_path: Path) -> None:

@@ -145,8 +145,9 @@ def degradation(data: str, out_dir: Path, quiet: bool, **options: Any) -> None:
     optimisation problem, not overfitting), while ResNet-56 beats ResNet-20. The plot shows training
     (dashed) and validation (bold) error per epoch; the table and the findings say, with the
     numbers, whether this run reproduces each half. The defaults (4 epochs of 9,000 CIFAR-10
-    images, about 280 SGD steps against the paper's 64,000) take 20-35 minutes on 2 CPU cores;
-    --epochs and --limit scale them. A short run shows the plain half, not the ResNet half.
+    images, about 280 SGD steps against the paper's 64,000) took 17 minutes on a 2-core Zen 3
+    (benchmarks/RESULTS.md; longer on a busier machine); --epochs and --limit scale them. A short
+    run shows the plain half, not the ResNet half.
 
     \b
     cnnlab experiment degradation --data ../shared/data/cifar10/cifar10_train.npz --out degradation

@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from cnnlab.experiments.record import write_record
-from cnnlab.experiments.training import TrainedRun, percent, train_models
+from cnnlab.experiments.training import TrainedRun, noise_band, percent, plural, train_models
 
 MODELS = ("plain20", "plain56", "resnet20", "resnet56")
 RECIPE = "degradation"
@@ -44,31 +44,67 @@ def chance_error(run: TrainedRun) -> float:
     return 1 - 1 / len(classes) if classes else float("nan")
 
 
+#: within this many points of chance error a net "has hardly begun to learn"
+AT_CHANCE = 0.02
+
+
+def _gap(deep: str, shallow: str, err: dict[str, float], runs: dict[str, TrainedRun]) -> tuple[float, float]:
+    """(deep minus shallow final training error, the noise band of that gap)."""
+    gap = err[deep] - err[shallow]
+    return gap, noise_band(err[deep], err[shallow], runs[deep].train_size)
+
+
+def _level(gap: float, band: float, n: int) -> str:
+    return (f"level within noise (the {100 * abs(gap):.2f}-point gap is inside the +-{100 * band:.2f} points that "
+            f"another draw of {n:,} training images could give)")
+
+
 def findings(runs: dict[str, TrainedRun]) -> list[str]:
-    """Whether each half of the paper's finding is reproduced, with the final errors."""
+    """Whether each half of the paper's finding is reproduced, with the final errors.
+
+    A half counts as reproduced, or as contradicted, only when its gap is larger than the noise band of
+    the training error (``noise_band`` on one epoch's training images); inside it, the run says neither.
+    """
     err = {name: 1 - run.last("train_top1") for name, run in runs.items()}
     val = {name: 1 - run.last("val_top1") for name, run in runs.items()}
-    epochs = len(runs["plain56"].history)
-    plain = err["plain56"] > err["plain20"]
-    residual = err["resnet56"] < err["resnet20"]
+    epochs = plural(len(runs["plain56"].history), "epoch")
+    n = runs["plain56"].train_size
     chance = chance_error(runs["plain56"])
-    # A short run can "reproduce" the first half for a weaker reason than the paper's: plain-56 has not
-    # started to learn at all, where the paper's plain-56 trains, only to a higher error.
-    stuck = (f" (but plain-56 is still at chance, {percent(chance)} error: it has hardly begun to learn, "
-             "while the paper's plain-56 trains, to a higher error than plain-20)"
-             if plain and chance == chance and err["plain56"] > chance - 0.02 else "")
+    at_chance = {name: chance == chance and e > chance - AT_CHANCE for name, e in err.items()}
+
+    gap, band = _gap("plain56", "plain20", err, runs)
+    head = (f"plain-56 ends with a training error of {percent(err['plain56'])} against plain-20's "
+            f"{percent(err['plain20'])}: ")
+    if at_chance["plain56"] and at_chance["plain20"]:
+        plain = head + (f"both are still at chance ({percent(chance)} error): neither plain net has begun to learn, "
+                        f"so after {epochs} this run says nothing about degradation (train longer: --epochs, --limit)")
+    elif abs(gap) <= band:
+        plain = head + _level(gap, band, n) + ": this run neither reproduces nor contradicts the degradation problem"
+    elif gap > 0:
+        plain = head + "higher, so the deeper plain network trains worse: the degradation problem is reproduced"
+        # A short run can "reproduce" it for a weaker reason than the paper's: plain-56 has not started
+        # to learn at all, where the paper's plain-56 trains, only to a higher error.
+        if at_chance["plain56"]:
+            plain += (f" (but plain-56 is still at chance, {percent(chance)} error: it has hardly begun to learn, "
+                      "while the paper's plain-56 trains, to a higher error than plain-20)")
+    else:
+        plain = head + "lower: this run does NOT reproduce the degradation problem"
+
+    gap, band = _gap("resnet56", "resnet20", err, runs)
+    head = (f"ResNet-56 ends with a training error of {percent(err['resnet56'])} against ResNet-20's "
+            f"{percent(err['resnet20'])}: ")
+    paper = "(the paper trains 64k iterations of 128, ~180 epochs of 45k images)"
+    if abs(gap) <= band:
+        residual = head + _level(gap, band, n) + f": after {epochs} the gain from depth is NOT shown {paper}"
+    elif gap < 0:
+        residual = head + "lower, so the residual network gains from depth, as in the paper"
+    else:
+        residual = head + f"higher: after {epochs} the deeper ResNet has NOT overtaken the shallower one {paper}"
     return [
-        f"plain-56 ends with a training error of {percent(err['plain56'])} against plain-20's "
-        f"{percent(err['plain20'])}: " + ("higher, so the deeper plain network trains worse: the degradation "
-                                          "problem is reproduced" + stuck if plain else
-                                          "not higher: this run does NOT reproduce the degradation problem"),
-        f"ResNet-56 ends with a training error of {percent(err['resnet56'])} against ResNet-20's "
-        f"{percent(err['resnet20'])}: " + ("lower, so the residual network gains from depth, as in the paper"
-                                           if residual else
-                                           f"not lower: after {epochs} epochs the deeper ResNet has NOT overtaken "
-                                           "the shallower one (the paper trains 64k iterations of 128, ~180 epochs of 45k images)"),
-        f"With the same {runs['plain56'].params:,} parameters, ResNet-56 ends at {percent(err['resnet56'])} training error and "
-        f"plain-56 at {percent(err['plain56'])}: the shortcuts are the only difference.",
+        plain,
+        residual,
+        f"With the same {runs['plain56'].params:,} parameters, ResNet-56 ends at {percent(err['resnet56'])} training "
+        f"error and plain-56 at {percent(err['plain56'])}: the shortcuts are the only difference.",
         "Validation error: " + ", ".join(f"{name} {percent(val[name])}" for name in MODELS) + ".",
     ]
 

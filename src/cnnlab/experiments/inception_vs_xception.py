@@ -19,12 +19,13 @@ from typing import Any
 from rich.console import Console
 
 from cnnlab.experiments.record import write_record
-from cnnlab.experiments.training import TrainedRun, percent, train_models
+from cnnlab.experiments.training import TrainedRun, noise_band, percent, plural, train_models
 
 MODELS = ("inception_small", "xception_small")
 RECIPE = "inception-vs-xception"
 PLOT = "inception_vs_xception.png"
 PARITY = 0.02  # the two parameter counts may differ by at most this fraction
+SPEED_TIE = 1.10  # images/s within this factor of each other: too close to call on a shared machine
 
 
 def parity(runs: dict[str, TrainedRun]) -> float:
@@ -32,27 +33,63 @@ def parity(runs: dict[str, TrainedRun]) -> float:
     return abs(runs["xception_small"].params / runs["inception_small"].params - 1)
 
 
+def _accuracy(inc: TrainedRun, xcp: TrainedRun) -> str:
+    """Which net is more accurate, only where the gap is larger than the validation set's noise."""
+    top_inc, top_xcp = inc.last("val_top1"), xcp.last("val_top1")
+    gap, band = top_xcp - top_inc, noise_band(top_xcp, top_inc, xcp.val_size)
+    head = (f"Validation top-1 after {plural(len(inc.history), 'epoch')}: xception_small {percent(top_xcp)}, "
+            f"inception_small {percent(top_inc)} ({100 * gap:+.2f} points for Xception): ")
+    if abs(gap) <= band or gap == 0:
+        return head + (f"level within noise (+-{100 * band:.2f} points on {xcp.val_size:,} validation images): this "
+                       "run cannot tell them apart, so it does NOT show the paper's claim.")
+    if gap > 0:
+        return head + "xception_small is more accurate in this run, as in the paper."
+    return head + ("inception_small is more accurate in this run; in the paper Xception was, so this run does NOT "
+                   "reproduce its claim.")
+
+
+def _speed(inc: TrainedRun, xcp: TrainedRun) -> str:
+    """Which net trains faster, by how much, and whether its mult-adds predicted it.
+
+    Images/s of two runs on a shared machine move with its load, so a gap under SPEED_TIE names no
+    winner. The thread count is part of the finding: depthwise and grouped convolutions and tower
+    concatenations do not gain from threads as dense convolutions do, so the order can change with it.
+    """
+    size = "x".join(map(str, inc.config["preprocess"]["input_size"]))
+    threads = {run.threads for run in (inc, xcp)}
+    where = ("this machine" if None in threads or len(threads) > 1 else
+             f"this machine, {plural(next(iter(threads)), 'thread')}")
+    head = (f"Training speed on {where}: xception_small {xcp.images_per_s:,.0f} img/s, inception_small "
+            f"{inc.images_per_s:,.0f} img/s, for {xcp.macs / 1e6:.1f} M vs {inc.macs / 1e6:.1f} M mult-adds per "
+            f"{size} image: ")
+    if len(threads) > 1:  # e.g. a run resumed with other --threads
+        return head + "not compared (the two runs used different thread counts)."
+    if not (xcp.images_per_s > 0 and inc.images_per_s > 0):  # NaN: a run without a timed epoch
+        return head + "not compared (a run recorded no speed)."
+    ratio = xcp.images_per_s / inc.images_per_s
+    if 1 / SPEED_TIE <= ratio <= SPEED_TIE:
+        return head + f"level (within {100 * (SPEED_TIE - 1):.0f}%, too close to call on a shared machine)."
+    faster, slower = (xcp, inc) if ratio > 1 else (inc, xcp)
+    head += f"{faster.model} is {max(ratio, 1 / ratio):.2f}x faster"
+    if faster.macs == slower.macs:
+        return head + "."
+    if faster.macs < slower.macs:
+        return head + ", and it is the net with fewer mult-adds: here they predict the speed."
+    return head + (" despite more mult-adds: mult-adds do not predict the speed here (on a CPU, memory traffic "
+                   "costs as much as arithmetic: depthwise convolutions, tower concatenations and BatchNorm passes "
+                   "move much data per multiply-add).")
+
+
 def findings(runs: dict[str, TrainedRun]) -> list[str]:
     inc, xcp = runs["inception_small"], runs["xception_small"]
     gap = parity(runs)
-    top_inc, top_xcp = inc.last("val_top1"), xcp.last("val_top1")
-    better = "xception_small" if top_xcp > top_inc else "inception_small"
-    faster = "xception_small" if xcp.images_per_s > inc.images_per_s else "inception_small"
     size = "x".join(map(str, inc.config["preprocess"]["input_size"]))
-    images = inc.config["data"].get("train_size", 0) * len(inc.history)
+    images = inc.train_size * len(inc.history)
     return [
         f"Parameters: inception_small {inc.params:,}, xception_small {xcp.params:,} ({100 * gap:.1f}% apart"
         + (")" if gap <= PARITY else f", MORE than the {100 * PARITY:.0f}% the comparison needs)"),
-        f"Validation top-1 after {len(inc.history)} epochs: xception_small {percent(top_xcp)}, inception_small "
-        f"{percent(top_inc)} ({100 * (top_xcp - top_inc):+.2f} points for Xception): {better} is more accurate "
-        "in this run" + (", as in the paper." if better == "xception_small" else
-                         "; in the paper Xception was, so this run does NOT reproduce its claim."),
-        f"Training speed on this machine: xception_small {xcp.images_per_s:,.0f} img/s, inception_small "
-        f"{inc.images_per_s:,.0f} img/s ({faster} is faster), for {xcp.macs / 1e6:.1f} M vs {inc.macs / 1e6:.1f} M "
-        f"mult-adds per {size} image" + (
-            ": the net with fewer mult-adds is also the faster one here." if (xcp.macs < inc.macs) == (faster == "xception_small")
-            else ": mult-adds do not predict the speed here (on a CPU, memory traffic costs as much as arithmetic: "
-                 "depthwise convolutions, tower concatenations and BatchNorm passes move much data per multiply-add)."),
+        _accuracy(inc, xcp),
+        _speed(inc, xcp),
         f"Caveat: {images:,} training images seen at {size} px say little about ImageNet (the paper: 0.790 vs "
         "0.782 top-1 for Xception vs Inception V3) or JFT (350M images, where its gain was larger); small "
         "data favours whichever net regularises better, not the one that uses its parameters better at scale.",

@@ -9,6 +9,7 @@ trainer's own check (it names the setting that differs).
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +51,21 @@ class TrainedRun:
     def minutes(self) -> float:
         """Wall time of all epochs, evaluation and checkpoints included."""
         return sum(self.curve("seconds")) / 60
+
+    @property
+    def train_size(self) -> int:
+        """Training examples per epoch (0 when the run did not record it)."""
+        return int(self.config.get("data", {}).get("train_size") or 0)
+
+    @property
+    def val_size(self) -> int:
+        """Held-out examples every validation figure is measured on (0 when unknown)."""
+        return int(self.config.get("data", {}).get("val_size") or 0)
+
+    @property
+    def threads(self) -> int | None:
+        """CPU threads the run trained with (speeds depend on it; None when not recorded)."""
+        return self.config.get("resolved", {}).get("threads")
 
 
 def train_config(model: str, data: str, run_dir: Path, recipe: str, overrides: dict[str, Any]) -> TrainConfig:
@@ -96,6 +112,23 @@ def train_models(models: Sequence[str], data: str, out: Path, recipe: str, overr
         fit(cfg, resume=(run_dir / CONFIG).exists(), console=console, progress=progress)
         runs.append(read_run(model, run_dir))
     return runs
+
+
+def noise_band(a: float, b: float, n: int) -> float:
+    """About two standard errors of the gap between two rates (accuracies, errors) each measured on ``n``
+    examples: a smaller gap is what drawing another ``n`` examples could give, so it names no winner.
+
+    It treats the two measurements as independent, which over-states the noise a little when both nets
+    are scored on the same examples: a conservative band. 0 when ``n`` is unknown.
+    """
+    if n <= 0 or not (0 <= a <= 1 and 0 <= b <= 1):
+        return 0.0
+    return min(1.0, 2 * math.sqrt((a * (1 - a) + b * (1 - b)) / n))  # a rate gap is never above 100 points
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 epoch', '4 epochs'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def percent(value: float) -> str:

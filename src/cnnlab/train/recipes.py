@@ -120,7 +120,8 @@ RECIPES["superres-x3-espcn"] = {**RECIPES["superres-x3"], "model": "espcn", "epo
 # the paper's optimiser (SGD, momentum 0.9, lr 0.1 at batch 128, flips + 4 px translations), shortened
 # from its 64k steps to ~280 (4 epochs of a 9,000-image stratified subset). Sized from the trainer's
 # measured fp32 speeds on one thread of the busy 2-core Zen 3 (plain20 100, plain56 48, resnet20 206,
-# resnet56 67 img/s: 16.0 min for half this subset), so about 30 minutes there for the four runs.
+# resnet56 67 img/s: 16.0 min for half this subset), so about 30 minutes there for the four runs; on
+# two threads at load ~2 the four took 16.6 min (2026-12-03, benchmarks/RESULTS.md).
 # `--epochs` / `--limit` scale it. The no-model recipe takes `--model`:
 # `cnnlab train classify --recipe degradation --model plain56 ...` is one of its runs.
 RECIPES["degradation"] = {
