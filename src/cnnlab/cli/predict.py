@@ -58,32 +58,38 @@ def output_path(out: Path, fmt: str) -> tuple[Path, str]:
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--top-k", type=int, help="classify: how many classes to list per image.  [default: 3]")
-@click.option("--tile", type=int, help="superres: tile size in input pixels (bounded memory).  [default: 256]")
-@click.option("--overlap", type=int, help="superres: context pixels around each tile.  [default: 16]")
+@click.option("--tile", type=int, help="superres/denoise/inpaint: tile size in input pixels (bounded memory).  "
+              "[default: 256 superres, 512 denoise/inpaint]")
+@click.option("--overlap", type=int, help="superres/denoise/inpaint: context pixels around each tile.  "
+              "[default: 16 superres, 48 denoise/inpaint]")
+@click.option("--mask", help="inpaint: the holes, white = hole: a mask file for every input, or a folder with a "
+              "mask per input (same file stem).")
 @click.option("--hop", type=float, help="audio: seconds between the windows slid over long recordings.  "
               "[default: half the window]")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path),
-              help="classify: a .csv/.json file, or a folder for predictions.<format>; segment/superres: the "
+              help="classify: a .csv/.json file, or a folder for predictions.<format>; image tasks: the "
                    "folder for the output images (required).")
 @click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(("run", "auto", "fp32", "bf16", "fp16")), default="run",
               show_default=True, help="run: the precision the run trained in, as it resolves here; fp32 for exact "
                                       "outputs (image-to-image tasks always use fp32).")
 def predict(run: Path, inputs: tuple[str, ...], top_k: int | None, tile: int | None, overlap: int | None,
-            hop: float | None, fmt: str, out: Path | None, device: str, precision: str) -> None:
+            mask: str | None, hop: float | None, fmt: str, out: Path | None, device: str, precision: str) -> None:
     """Predict INPUT image or audio files or folders with the run directory RUN.
 
     \b
     cnnlab predict runs/shapes photo.png                  (classify: top-3 classes)
     cnnlab predict runs/camvid frames/ --out masks        (segment: <stem>.png mask + overlay)
     cnnlab predict runs/sr3 small.png --out big           (superres: <stem>.png, 3x larger)
+    cnnlab predict runs/dn25 noisy.png --out clean        (denoise: <stem>.png, denoised)
+    cnnlab predict runs/fill photo.png --mask holes.png --out filled  (inpaint: white = hole)
     cnnlab predict runs/digits speech.wav                 (audio: top-3, and per window if long)
     """
     from cnnlab.app.inference import load_fast
 
-    options = {k: v for k, v in (("top_k", top_k), ("tile", tile), ("overlap", overlap), ("hop", hop))
-               if v is not None}
+    options = {k: v for k, v in (("top_k", top_k), ("tile", tile), ("overlap", overlap), ("hop", hop),
+                                 ("mask", mask)) if v is not None}
     loaded = load_fast(run, device, precision)
     if not loaded.task.writes_images:
         target = output_path(out, fmt) if out is not None else None  # a bad --out fails before the work

@@ -57,7 +57,7 @@ def build_config(task: str, options: dict[str, Any], resume: bool) -> Any:
 
 
 #: CLI options that belong to the task (checked by the task: `--scale` on classify is an error)
-TASK_FLAGS = ("label_smoothing", "scale", "patch", "dice", "window")
+TASK_FLAGS = ("label_smoothing", "scale", "patch", "dice", "window", "sigma", "noise", "hole")
 #: CLI options that say how the data is read (checked by the loader)
 DATA_FLAGS = ("mask_values", "void_value", "sample_rate", "audio_channels", "label_pattern", "split_by", "val_groups")
 
@@ -141,7 +141,13 @@ def parse_int_list(text: str, option: str) -> list[int]:
 @click.option("--label-smoothing", type=float, help="classify: label smoothing.  [default: 0]")
 @click.option("--scale", type=int, help="superres: upscaling factor 2, 3 or 4.  [default: 2]")
 @click.option("--patch", type=int,
-              help="segment/superres: training crop size in target pixels.  [default: 256 segment, 96 superres]")
+              help="segment/superres/denoise/inpaint: training crop size in target pixels.  "
+                   "[default: 256 segment, 96 superres and inpaint, 64 denoise]")
+@click.option("--sigma", help="denoise: Gaussian noise sigma on the 0-255 scale, or a range LOW-HIGH for blind "
+              "training (e.g. 0-55).  [default: 25]")
+@click.option("--noise", type=click.Choice(["gaussian", "poisson", "poisson-gaussian"]),
+              help="denoise: noise model (poisson: --task-arg peak=30 photons at white).  [default: gaussian]")
+@click.option("--hole", help="inpaint: hole size range LOW-HIGH in pixels (box sides, stroke lengths).  [default: 8-32]")
 @click.option("--dice", type=float, help="segment: weight of the Dice loss added to cross-entropy.  [default: 0]")
 @click.option("--mask-values", help="segment: mask file values of classes 0, 1, ... in order, e.g. 0,255.")
 @click.option("--void-value", type=int, help="segment: mask file value of void pixels (ignored), e.g. 11.")
@@ -171,7 +177,7 @@ def parse_int_list(text: str, option: str) -> list[int]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(task: str, model_args: tuple[str, ...], task_args: tuple[str, ...], compile_: bool | None, resume: bool,
           quiet: bool, **options: Any) -> None:
-    """Train a model for TASK (classify, segment, superres, audio) on --data into the run directory --out.
+    """Train a model for TASK (classify, segment, superres, denoise, inpaint, audio) on --data into the run directory --out.
 
     \b
     cnnlab train classify --data photos/ --out runs/photos
