@@ -43,6 +43,8 @@ RUNS = {  # task -> `cnnlab train TASK` arguments of the run the cases copy
     "segment": ["--data", "builtin:shapes?n=12&size=16", "--model", "unet_small", "--patch", "16"],
     "superres": ["--data", "builtin:shapes?n=12&size=32", "--model", "espcn", "--patch", "16"],
     "audio": ["--data", "builtin:tones?n=16&duration=0.25&sample_rate=4000", "--window", "0.25"],
+    "denoise": ["--data", "builtin:shapes?n=12&size=32", "--model", "unet_small", "--patch", "16"],
+    "inpaint": ["--data", "builtin:shapes?n=12&size=32", "--model", "unet_small", "--patch", "16", "--hole", "2-6"],
 }
 
 
@@ -75,7 +77,9 @@ def warn(*mentions: str, audio: bool = False) -> Callable:
 
 def train(task: str, data: Path | str, ws: Workspace, *extra: str) -> list[str]:
     model = {"classify": TINY_XCEPTION, "segment": ["--model", "unet_small", "--patch", "16"],
-             "superres": ["--model", "espcn", "--patch", "16"], "audio": ["--window", "0.25"]}[task]
+             "superres": ["--model", "espcn", "--patch", "16"], "audio": ["--window", "0.25"],
+             "denoise": ["--model", "unet_small", "--patch", "16"],
+             "inpaint": ["--model", "unet_small", "--patch", "16", "--hole", "2-6"]}[task]
     return ["train", task, "--data", str(data), "--out", str(ws.root / "out"), *model, *QUICK, *extra]
 
 
@@ -937,6 +941,147 @@ def experiment_ivx_zero_epochs(ws: Workspace) -> list[str]:
 def experiment_degradation_on_mask_folder(ws: Workspace) -> list[str]:
     return ["experiment", "degradation", "--data", str(ws.pairs("data")), "--epochs", "1", "--limit", "12",
             "--out", str(ws.root / "exp")]
+
+
+# --- denoise and inpaint: noise and hole options, masks -----------------------------------------------
+@error("--sigma -5", ">= 0")
+def train_denoise_sigma_negative(ws: Workspace) -> list[str]:
+    return train("denoise", ws.photos("data"), ws, "--sigma", "-5")
+
+
+@error("--sigma 50-10", "LOW-HIGH")
+def train_denoise_sigma_range_goes_down(ws: Workspace) -> list[str]:
+    return train("denoise", ws.photos("data"), ws, "--sigma", "50-10")
+
+
+@error("--sigma loud", "number")
+def train_denoise_sigma_not_a_number(ws: Workspace) -> list[str]:
+    return train("denoise", ws.photos("data"), ws, "--sigma", "loud")
+
+
+@error("peak", "-1")
+def train_denoise_poisson_peak_negative(ws: Workspace) -> list[str]:
+    return train("denoise", ws.photos("data"), ws, "--noise", "poisson", "--task-arg", "peak=-1")
+
+
+@error("--sigma", "classify")
+def train_classify_with_sigma(ws: Workspace) -> list[str]:
+    return train("classify", SHAPES, ws, "--sigma", "25")
+
+
+@error("--hole", "denoise")
+def train_denoise_with_hole(ws: Workspace) -> list[str]:
+    return train("denoise", ws.photos("data"), ws, "--hole", "8-16")
+
+
+@error("--patch 64", "32x32")
+def train_denoise_images_smaller_than_patch(ws: Workspace) -> list[str]:
+    return train("denoise", ws.photos("data"), ws, "--patch", "64")
+
+
+@error("could be read", "0.png")
+def train_denoise_all_zero_byte(ws: Workspace) -> list[str]:
+    for i in range(4):
+        ws.empty(f"data/{i}.png")
+    return train("denoise", ws.root / "data", ws)
+
+
+@error("cannot resume", "sigma")
+def train_denoise_resume_with_another_sigma(ws: Workspace) -> list[str]:
+    run = ws.run("denoise")
+    return ["train", "denoise", "--data", RUNS["denoise"][1], "--out", str(run), "--resume", "--sigma", "50",
+            *QUICK, "--epochs", "2"]
+
+
+@error("--hole 24-8", "LOW-HIGH")
+def train_inpaint_hole_range_goes_down(ws: Workspace) -> list[str]:
+    return train("inpaint", ws.photos("data"), ws, "--hole", "24-8")
+
+
+@error("--hole 0", ">= 1")
+def train_inpaint_hole_zero(ws: Workspace) -> list[str]:
+    return train("inpaint", ws.photos("data"), ws, "--hole", "0")
+
+
+@error("--hole 40-60", "--patch 16")
+def train_inpaint_holes_as_large_as_the_patch(ws: Workspace) -> list[str]:
+    return train("inpaint", ws.photos("data"), ws, "--hole", "40-60")  # every crop would be one hole
+
+
+@error("cover=2")
+def train_inpaint_cover_out_of_range(ws: Workspace) -> list[str]:
+    return train("inpaint", ws.photos("data"), ws, "--task-arg", "cover=2")
+
+
+def inpaint(ws: Workspace, *mask: str) -> list[str]:
+    return ["predict", str(ws.run("inpaint")), str(ws.image("in.png", size=32)), *mask, "--out", str(ws.root / "filled")]
+
+
+@error("--mask")
+def predict_inpaint_without_mask(ws: Workspace) -> list[str]:
+    return inpaint(ws)
+
+
+@error("nope.png", "does not exist")
+def predict_inpaint_mask_missing(ws: Workspace) -> list[str]:
+    return inpaint(ws, "--mask", str(ws.root / "nope.png"))
+
+
+@error("hole.png", "cannot be read")
+def predict_inpaint_mask_zero_byte(ws: Workspace) -> list[str]:
+    return inpaint(ws, "--mask", str(ws.empty("hole.png")))
+
+
+@error("hole.png", "cannot be read")
+def predict_inpaint_mask_truncated(ws: Workspace) -> list[str]:
+    return inpaint(ws, "--mask", str(ws.truncated(ws.mask("hole.png", size=32, values=(0, 255)), 0.3)))
+
+
+@error("hole.png", "16x16", "32x32")
+def predict_inpaint_mask_of_another_size(ws: Workspace) -> list[str]:
+    return inpaint(ws, "--mask", str(ws.mask("hole.png", size=16, values=(0, 255))))
+
+
+@error("hole.png", "mode RGB")
+def predict_inpaint_mask_is_a_colour_photo(ws: Workspace) -> list[str]:
+    return inpaint(ws, "--mask", str(ws.image("hole.png", size=32)))
+
+
+@error("masks", "in.png")
+def predict_inpaint_mask_folder_lacks_one(ws: Workspace) -> list[str]:
+    ws.mask("masks/other.png", size=32, values=(0, 255))
+    return inpaint(ws, "--mask", str(ws.root / "masks"))
+
+
+@error("No space left on device")
+def predict_inpaint_full_disk_keeps_earlier_outputs(ws: Workspace) -> list[str]:
+    ws.text("filled/in.png", b"an earlier fill")
+    args = inpaint(ws, "--mask", str(ws.mask("hole.png", size=32, values=(0, 255))))
+    ws.full_disk()
+    return args
+
+
+@error("--mask", "denoise")
+def predict_denoise_with_mask(ws: Workspace) -> list[str]:
+    return ["predict", str(ws.run("denoise")), str(ws.image("in.png", size=32)), "--mask",
+            str(ws.mask("hole.png", size=32, values=(0, 255))), "--out", str(ws.root / "clean")]
+
+
+@error("--out")
+def predict_denoise_without_out(ws: Workspace) -> list[str]:
+    return ["predict", str(ws.run("denoise")), str(ws.image("in.png", size=32))]
+
+
+@error("could be read", "0.png")
+def eval_inpaint_on_zero_byte_images(ws: Workspace) -> list[str]:
+    for i in range(3):
+        ws.empty(f"data/{i}.png")
+    return ["eval", str(ws.run("inpaint")), "--data", str(ws.root / "data")]
+
+
+@error("model.safetensors")
+def export_denoise_model_truncated(ws: Workspace) -> list[str]:
+    return ["export", str(cut_model(ws, "denoise")), "--format", "onnx"]
 
 
 # --- the runner ---------------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def test_the_report_shows_only_validation_images_and_decodes_only_them(tmp_path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["segment", "superres"])
+@pytest.mark.parametrize("task", ["segment", "superres", "denoise", "inpaint"])
 def test_dense_reports_decode_only_the_pairs_or_images_they_show(task: str, tmp_path: Path,
                                                                  decoded: list[str]) -> None:
     from cnnlab.app.report import validation, write_report
@@ -128,7 +128,8 @@ def test_dense_reports_decode_only_the_pairs_or_images_they_show(task: str, tmp_
         (tmp_path / "data").mkdir()
         for i in range(20):
             Image.new("RGB", (32, 32), colour(i)).save(tmp_path / "data" / f"{i:02d}.png")
-        extra = ["--model", "espcn", "--patch", "16"]
+        extra = {"superres": ["--model", "espcn", "--patch", "16"], "denoise": ["--model", "unet_small", "--patch", "16"],
+                 "inpaint": ["--model", "unet_small", "--patch", "16", "--hole", "2-6"]}[task]
     run = load_run(train(task, str(tmp_path / "data"), tmp_path / "run", "--limit", "16", *extra))
     seen = load_data(tmp_path / "data", task, val_split=VAL_SPLIT, seed=SEED, limit=16)
     shown, _ = validation(run, 3)

@@ -72,3 +72,32 @@ def test_done_line_says_validation_and_epoch_and_explain_refuses_too_many_channe
     result = CliRunner().invoke(cli, ["explain", str(run), "--method", "filters", "--layer", "stem.0.conv",
                                       "--channels", "500", "--steps", "1"])
     assert isinstance(result.exception, CnnlabError) and "pass at most 16" in str(result.exception)
+
+
+def test_every_command_with_a_device_option_defaults_to_auto() -> None:
+    """train said auto while eval, predict, explain and report said cpu: a GPU user got CPU scoring."""
+    import click
+
+    from cnnlab.cli import COMMANDS
+
+    seen = []
+    for name in COMMANDS:
+        command = cli.get_command(click.Context(cli), name)  # the group loads its commands lazily
+        for option in getattr(command, "params", []):
+            if "--device" in getattr(option, "opts", ()):
+                # train's default is resolved later (the run's own value on --resume), its help says auto
+                default = option.default if isinstance(option.default, str) else None  # or click's UNSET
+                assert default in ("auto", None), (name, default)
+                assert default == "auto" or "[default: auto]" in (option.help or ""), name
+                seen.append(name)
+    assert {"train", "eval", "predict", "explain", "report"} <= set(seen)
+
+
+def test_models_summary_takes_train_s_model_arg_with_set_as_an_alias() -> None:
+    runner = CliRunner()
+    base = ["models", "summary", "mini_xception", "--input-size", "3,32,32"]
+    named = runner.invoke(cli, [*base, "--model-arg", "widths=[8,16]"])
+    alias = runner.invoke(cli, [*base, "--set", "widths=[8,16]"])
+    assert named.exit_code == 0, named.output
+    assert named.output == alias.output
+    assert named.output != runner.invoke(cli, base).output  # the widths were applied

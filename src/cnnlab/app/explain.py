@@ -79,6 +79,11 @@ def default_layer(run: Any, inputs: Inputs | None = None) -> str:
 def probe(run: Any) -> torch.Tensor:
     """One mid-grey input of the run's training input size, preprocessed."""
     raw = torch.full((1, run.in_channels, *run.input_size), 128, dtype=torch.uint8)
+    # A task can feed the model more channels than the data has (inpaint's hole mask): those come last,
+    # and zero says "no hole", so the probe is an image the model was built for.
+    extra = len(run.preprocess.mean) - run.in_channels
+    if extra > 0:
+        raw = torch.cat([raw, torch.zeros((1, extra, *run.input_size), dtype=torch.uint8)], dim=1)
     return run.preprocess(raw.to(run.device))
 
 
@@ -145,9 +150,12 @@ class PixelSpace(torch.nn.Module):
         self.model = run.model
         self.in_channels = run.in_channels
         self._preprocess = run.preprocess
+        self._extra = len(run.preprocess.mean) - run.in_channels  # task-added channels (inpaint's mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x * scale is the stored data: uint8 levels for images (255), the waveform itself for audio (1)
+        if self._extra > 0:  # the ascent works on the image; the added channels stay 0 (no hole)
+            x = torch.cat([x, x.new_zeros((x.shape[0], self._extra, *x.shape[2:]))], dim=1)
         return self.model(self._preprocess(x * self._preprocess.scale))
 
 

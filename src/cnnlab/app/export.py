@@ -70,7 +70,9 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int =
     run = load_run(run_dir)
     size = run.input_size  # (H, W), or (T,) for audio
     wrapped = with_preprocess(run.model, run.preprocess.mean, run.preprocess.std, len(size))
-    example = torch.rand(2, run.in_channels, *size)
+    # The model's input channels: the data's, plus any the task adds (inpaint's hole mask comes last).
+    channels = len(run.preprocess.mean)
+    example = torch.rand(2, channels, *size)
     path = Path(out) if out else run.run_dir / "model.onnx"
     name, input_name = run.task.output_name, run.task.input_name
 
@@ -103,7 +105,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int =
                             save_as_external_data=False)
 
     atomic_write(path, write)
-    check = torch.rand(3, run.in_channels, *size, generator=torch.Generator().manual_seed(0))
+    check = torch.rand(3, channels, *size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = wrapped(check).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -154,6 +154,11 @@ class InpaintTask(Task):
             raise CnnlabError(f"--task-arg valid_weight={valid_weight} must be >= 0 (the loss weight outside the holes)")
         if patch < 8:
             raise CnnlabError(f"--patch {patch} is too small to learn from; use at least 8 pixels (e.g. 96)")
+        if high >= patch:  # make_holes clamps a shape to the crop: the whole patch would be one hole
+            raise CnnlabError(f"--hole {hole if isinstance(hole, str) else f'{low:g}-{high:g}'} reaches the "
+                              f"--patch {patch} training crops, so a hole can cover a whole crop and leave "
+                              f"nothing to fill from; use holes smaller than the patch (e.g. --hole "
+                              f"{max(1, patch // 12)}-{max(1, patch // 3)}) or a larger --patch")
         self.hole, self.cover, self.patch, self.valid_weight = (int(low), int(high)), cover, patch, valid_weight
 
     def input_channels(self, info: dict[str, Any]) -> int:
