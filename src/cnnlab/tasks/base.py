@@ -50,6 +50,27 @@ class Meter(ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot be reduced across processes")
 
 
+
+class ScoreSumsMeter(Meter):
+    """Running sums of per-image scores (``KEYS``), the loss and two counts: all images, and those
+    whose batch carried a baseline. One state layout for the image-to-image meters that share it
+    (superres, inpaint): [loss_sum, count, baseline_count, *sums in KEYS order]."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self.sums = dict.fromkeys(self.KEYS, 0.0)
+        self.loss_sum, self.count, self.baseline_count = 0.0, 0, 0
+
+    def state(self) -> torch.Tensor:
+        values = [self.loss_sum, self.count, self.baseline_count, *(self.sums[k] for k in self.KEYS)]
+        return torch.tensor(values, dtype=torch.float64)
+
+    def load_state(self, sums: torch.Tensor) -> None:
+        self.loss_sum, self.count, self.baseline_count = float(sums[0]), int(sums[1]), int(sums[2])
+        self.sums = {k: float(v) for k, v in zip(self.KEYS, sums[3:].tolist(), strict=True)}
+
+
 class Task(ABC):
     """What one task means; see the module doc. Subclasses take their own options as keywords."""
 

@@ -28,7 +28,7 @@ from cnnlab.data.holes import diffusion_fill, make_holes, punch
 from cnnlab.data.noise import image_generator, parse_range
 from cnnlab.errors import CnnlabError
 from cnnlab.tasks import restore, scores
-from cnnlab.tasks.base import Augment, Batch, Meter, Task
+from cnnlab.tasks.base import Augment, Batch, ScoreSumsMeter, Task
 from cnnlab.tasks.patches import check_patch, random_patches
 
 SALT = 2  # see cnnlab.tasks.denoise.SALT
@@ -51,14 +51,10 @@ def composite(output: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> 
     return torch.where(mask.unsqueeze(-3), output.float().clamp(0, 1), image.float() / 255)
 
 
-class InpaintMeter(Meter):
+class InpaintMeter(ScoreSumsMeter):
     """Loss and per-image mean hole PSNR of the filled images, with the diffusion fill's beside it."""
 
     KEYS = ("psnr", "baseline_psnr")
-
-    def __init__(self) -> None:
-        self.sums = dict.fromkeys(self.KEYS, 0.0)
-        self.loss_sum, self.count, self.baseline_count = 0.0, 0, 0
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
                batch: Batch | None = None) -> None:
@@ -78,14 +74,6 @@ class InpaintMeter(Meter):
         if self.baseline_count:
             out["baseline_psnr"] = self.sums["baseline_psnr"] / self.baseline_count
         return out
-
-    def state(self) -> torch.Tensor:
-        values = [self.loss_sum, self.count, self.baseline_count, *(self.sums[k] for k in self.KEYS)]
-        return torch.tensor(values, dtype=torch.float64)
-
-    def load_state(self, sums: torch.Tensor) -> None:
-        self.loss_sum, self.count, self.baseline_count = float(sums[0]), int(sums[1]), int(sums[2])
-        self.sums = {k: float(v) for k, v in zip(self.KEYS, sums[3:].tolist(), strict=True)}
 
 
 def read_mask(path: Path, size: tuple[int, int], image: Path) -> torch.Tensor:

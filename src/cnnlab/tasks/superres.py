@@ -25,7 +25,7 @@ from cnnlab.data.bundle import Split
 from cnnlab.data.degrade import bicubic_resize, downscale, upscale
 from cnnlab.errors import CnnlabError
 from cnnlab.tasks import scores
-from cnnlab.tasks.base import Augment, Batch, Meter, Task
+from cnnlab.tasks.base import Augment, Batch, ScoreSumsMeter, Task
 from cnnlab.tasks.patches import check_patch, random_patches
 
 SCALES = (2, 3, 4)
@@ -33,7 +33,7 @@ SCALES = (2, 3, 4)
 MIN_SCORED = 11
 
 
-class SuperResMeter(Meter):
+class SuperResMeter(ScoreSumsMeter):
     """Loss and per-image mean PSNR / SSIM on Y (the papers average per-image scores), with the bicubic
     baseline's on the same images when the batch carries one."""
 
@@ -41,8 +41,7 @@ class SuperResMeter(Meter):
 
     def __init__(self, scale: int, with_ssim: bool = True) -> None:
         self.scale, self.with_ssim = scale, with_ssim
-        self.sums = dict.fromkeys(self.KEYS, 0.0)
-        self.loss_sum, self.count, self.baseline_count = 0.0, 0, 0
+        super().__init__()
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
                batch: Batch | None = None) -> None:
@@ -69,14 +68,6 @@ class SuperResMeter(Meter):
             out["baseline_psnr"] = self.sums["baseline_psnr"] / self.baseline_count
             out["baseline_ssim"] = self.sums["baseline_ssim"] / self.baseline_count
         return out
-
-    def state(self) -> torch.Tensor:
-        values = [self.loss_sum, self.count, self.baseline_count, *(self.sums[k] for k in self.KEYS)]
-        return torch.tensor(values, dtype=torch.float64)
-
-    def load_state(self, sums: torch.Tensor) -> None:
-        self.loss_sum, self.count, self.baseline_count = float(sums[0]), int(sums[1]), int(sums[2])
-        self.sums = {k: float(v) for k, v in zip(self.KEYS, sums[3:].tolist(), strict=True)}
 
 
 class SuperResTask(Task):
