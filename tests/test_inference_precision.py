@@ -46,9 +46,9 @@ def test_run_precision_resolves_the_trained_one_and_exact_tasks_stay_fp32() -> N
 
 
 def test_the_cli_offers_the_same_precisions() -> None:
-    from cnnlab.cli import evaluate
+    from cnnlab.cli import _options
 
-    assert evaluate.INFERENCE_PRECISIONS == INFERENCE_PRECISIONS
+    assert _options.INFERENCE_PRECISIONS == INFERENCE_PRECISIONS
 
 
 def test_normalize_builds_its_tensors_once_and_can_emit_channels_last() -> None:

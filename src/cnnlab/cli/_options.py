@@ -9,6 +9,10 @@ from cnnlab.errors import CnnlabError
 
 PYTHON_CONSTANTS = {"True": True, "False": False, "None": None}
 
+#: eval and predict --precision: cnnlab.train.precision.INFERENCE_PRECISIONS, spelled out so that
+#: --help does not import torch (tests/test_inference_precision.py keeps the two equal)
+INFERENCE_PRECISIONS = ("run", "auto", "fp32", "bf16", "fp16")
+
 
 def parse_key_values(pairs: tuple[str, ...], option: str, example: str) -> dict[str, Any]:
     """``("widths=[8,16]", "project=false")`` -> ``{"widths": [8, 16], "project": False}``.

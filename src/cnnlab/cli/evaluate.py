@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-#: cnnlab.train.precision.INFERENCE_PRECISIONS (not imported: --help stays free of torch)
-INFERENCE_PRECISIONS = ("run", "auto", "fp32", "bf16", "fp16")
+from cnnlab.cli._options import INFERENCE_PRECISIONS
 
 
 def _cell(value: float) -> str:

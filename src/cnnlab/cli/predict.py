@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from cnnlab.cli._options import INFERENCE_PRECISIONS
+
 
 def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
     """CSV (path, rank, class, probability) or JSON text."""
@@ -71,7 +73,7 @@ def output_path(out: Path, fmt: str) -> tuple[Path, str]:
               help="classify: a .csv/.json file, or a folder for predictions.<format>; image tasks: the "
                    "folder for the output images (required).")
 @click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(("run", "auto", "fp32", "bf16", "fp16")), default="run",
+@click.option("--precision", type=click.Choice(INFERENCE_PRECISIONS), default="run",
               show_default=True, help="run: the precision the run trained in, as it resolves here; fp32 for exact "
                                       "outputs (image-to-image tasks always use fp32).")
 def predict(run: Path, inputs: tuple[str, ...], top_k: int | None, tile: int | None, overlap: int | None,
