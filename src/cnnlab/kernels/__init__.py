@@ -110,6 +110,23 @@ def load(name: str) -> ctypes.CDLL | None:
         return None
 
 
+@functools.cache
+def load_required(source: Path) -> ctypes.CDLL:
+    """The compiled library of ``source``, for C code cnnlab has no PyTorch fallback for (the JPEG
+    coefficient reader): ignores CNNLAB_KERNELS, and raises a CnnlabError that says how to get a
+    compiler when the build cannot happen."""
+    from cnnlab.errors import CnnlabError
+
+    compiler = _compiler()
+    if compiler is None:
+        raise CnnlabError(f"{source.name} needs a C compiler and none was found: install gcc or clang "
+                          "(or set CC)")
+    try:
+        return ctypes.CDLL(str(_build(source.stem, source, compiler)))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        raise CnnlabError(f"building {source} with {compiler} failed: {exc}") from None
+
+
 def declare_once(lib: ctypes.CDLL, declare: Callable[[ctypes.CDLL], None]) -> ctypes.CDLL:
     """Run ``declare(lib)`` (set the C signatures: without argtypes ctypes passes ints as C int) the
     first time this library object is seen; ``load.cache_clear()`` gives a new object, declared anew."""
