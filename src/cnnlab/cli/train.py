@@ -59,7 +59,8 @@ def build_config(task: str, options: dict[str, Any], resume: bool) -> Any:
 #: CLI options that belong to the task (checked by the task: `--scale` on classify is an error)
 TASK_FLAGS = ("label_smoothing", "scale", "patch", "dice", "window", "sigma", "noise", "hole")
 #: CLI options that say how the data is read (checked by the loader)
-DATA_FLAGS = ("mask_values", "void_value", "sample_rate", "audio_channels", "label_pattern", "split_by", "val_groups")
+DATA_FLAGS = ("mask_values", "void_value", "sample_rate", "audio_channels", "label_pattern", "split_by", "val_groups",
+              "input", "fit", "allow_reencode")
 
 
 def split_options(options: dict[str, Any], task_args: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -122,6 +123,15 @@ def parse_int_list(text: str, option: str) -> list[int]:
 @click.option("--resume", is_flag=True, help="Continue the run in --out up to --epochs.")
 @click.option("--val-split", type=float, help="Held-out fraction when the data has no val split.  [default: 0.1]")
 @click.option("--image-size", help="Resize images to this square size, or HxW (e.g. 180x240).")
+@click.option("--input", "input", type=click.Choice(["rgb", "dct"]),
+              help="classify on a folder of JPEGs: rgb decodes pixels; dct reads the files' DCT coefficients "
+                   "(no decoding; --image-size is then a centre crop on the 16-px grid).  [default: rgb]")
+@click.option("--fit", type=click.Choice(["resize", "crop"]),
+              help="class folders: resize images to --image-size, or centre-crop them on the 16-px grid "
+                   "without resampling, as --input dct does.  [default: resize; crop with --input dct]")
+@click.option("--allow-reencode", is_flag=True, default=None,
+              help="--input dct: decode non-JPEG files and re-encode them as JPEG (quality 95) instead of "
+                   "refusing them.")
 @click.option("--repeat", type=int, help="Visits of every training image per epoch (fresh random patches).  [default: 1]")
 @click.option("--lr", type=float, help="Peak learning rate.  [default: 0.1 sgd, 0.002 adamw]")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="sgd (Nesterov) or adamw.  [default: adamw]")

@@ -6,7 +6,7 @@ CIFAR images are 150 MB as one uint8 tensor, and batches are augmented on whole 
 N tensors when sizes differ (photos for super-resolution, CamVid frames at their own size). A field's
 *kind* says how paired transforms treat it: ``image`` uint8 (C, H, W) items, ``mask`` uint8 (H, W)
 per-pixel classes (IGNORE = void), ``label`` one int64 per item, ``wave`` float32 (C, T) audio in
-[-1, 1]. A split's items are counted by its *primary* field: ``image``, or ``wave`` for audio.
+[-1, 1], ``dct`` float (384, H/16, W/16) packed JPEG coefficients (``cnnlab.dct.layout``). A split's items are counted by its *primary* field: ``image``, or ``wave`` for audio.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import torch
 
 #: the mask value that losses and metrics ignore (void / unlabelled pixels)
 IGNORE = 255
-KINDS = ("image", "mask", "label", "wave")
+KINDS = ("image", "mask", "label", "wave", "dct")
 #: the kind of a field when the loader does not say (a field's name is its kind for the common ones)
-DEFAULT_KINDS = {"image": "image", "mask": "mask", "label": "label", "target": "image", "wave": "wave"}
+DEFAULT_KINDS = {"image": "image", "mask": "mask", "label": "label", "target": "image", "wave": "wave",
+                 "dct": "dct"}
 #: the fields that can be a split's primary one (the model's input), in order of preference
-PRIMARY = ("image", "wave")
+PRIMARY = ("image", "wave", "dct")
 
 Field = torch.Tensor | list[torch.Tensor]
 
@@ -42,7 +43,7 @@ class Split:
     def __init__(self, fields: Mapping[str, Field], kinds: Mapping[str, str] | None = None) -> None:
         found = [name for name in PRIMARY if name in fields]
         if not found:
-            raise ValueError(f"a Split needs an 'image' (or 'wave') field, got fields {sorted(fields)}")
+            raise ValueError(f"a Split needs an 'image' (or 'wave' or 'dct') field, got fields {sorted(fields)}")
         self.primary = found[0]
         self.fields: dict[str, Field] = dict(fields)
         self.kinds: dict[str, str] = {name: (kinds or {}).get(name, DEFAULT_KINDS.get(name, "label"))
@@ -60,6 +61,8 @@ class Split:
                 raise ValueError(f"field {name!r} has {_count(values)} items, {self.primary!r} has {n}")
             if kind == "wave" and not _all(values, lambda t: t.dtype == torch.float32 and t.dim() == 2):
                 raise ValueError(f"field {name!r} must hold float32 (C, T) waveforms, got {_describe(values)}")
+            if kind == "dct" and not _all(values, lambda t: t.is_floating_point() and t.dim() == 3 and t.shape[0] == 384):
+                raise ValueError(f"field {name!r} must hold float (384, h, w) packed DCT inputs, got {_describe(values)}")
             if kind == "image" and not _all(values, lambda t: t.dtype == torch.uint8 and t.dim() == 3):
                 raise ValueError(f"field {name!r} must hold uint8 (C, H, W) images, got {_describe(values)}")
             if kind == "label" and not (isinstance(values, torch.Tensor) and values.dtype == torch.int64
@@ -95,7 +98,7 @@ class Split:
     def sizes(self) -> list[tuple[int, ...]]:
         """(H, W) of every image, or (T,) of every waveform."""
         items = self.fields[self.primary]
-        axes = 2 if self.primary == "image" else 1  # (C, H, W) images, (C, T) waves
+        axes = 1 if self.primary == "wave" else 2  # (C, H, W) images and DCT cells, (C, T) waves
         if isinstance(items, torch.Tensor):
             return [tuple(items.shape[-axes:])] * len(items)  # type: ignore[list-item]
         return [tuple(t.shape[-axes:]) for t in items]  # type: ignore[misc]

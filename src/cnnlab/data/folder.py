@@ -12,10 +12,11 @@ on the file lists, so only the files that are used get decoded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from cnnlab.data.bundle import DataBundle, ImageData
+from cnnlab.data.bundle import DataBundle, ImageData, Split
 from cnnlab.data.images import (
     GRAY_MODES,
     IMAGE_EXTENSIONS,
@@ -74,9 +75,33 @@ def _check_same_classes(train: dict[str, list[Path]], val: dict[str, list[Path]]
 
 
 def _decode_split(files: list[Path], labels: torch.Tensor, size: tuple[int, int], channels: int,
-                  strict: bool) -> tuple[ImageData, list[tuple[Path, str]]]:
-    x, kept, skipped = decode_many(files, size, channels, strict=strict)
+                  strict: bool, reading: dict[str, Any]) -> tuple[Split, list[tuple[Path, str]]]:
+    if reading.get("input", "rgb") == "dct":
+        from cnnlab.dct.data import grid_of, read_many
+
+        x, kept, skipped = read_many(files, grid_of(size), strict=strict,
+                                     allow_reencode=bool(reading.get("allow_reencode")))
+        return Split({"dct": x, "label": labels[torch.tensor(kept, dtype=torch.int64)]}), skipped
+    x, kept, skipped = decode_many(files, size, channels, strict=strict, fit_mode=reading.get("fit", "resize"))
     return ImageData(x, labels[torch.tensor(kept, dtype=torch.int64)]), skipped
+
+
+#: reading options of class folders: input rgb|dct, fit resize|crop (rgb), allow_reencode (dct)
+READING = {"input": ("rgb", "dct"), "fit": ("resize", "crop"), "allow_reencode": (False, True)}
+
+
+def check_reading(options: dict[str, Any]) -> dict[str, Any]:
+    """The folder reading options, checked: unknown keys and values name the choices."""
+    for key, value in options.items():
+        if key not in READING:
+            raise CnnlabError(f"data option {key!r} does not apply to class folders; they take "
+                              f"{', '.join(READING)} (--input, --fit, --allow-reencode)")
+        if value not in READING[key]:
+            raise CnnlabError(f"--{key.replace('_', '-')} {value!r}: choose from {', '.join(map(str, READING[key]))}")
+    if options.get("input") == "dct" and options.get("fit", "crop") != "crop":
+        raise CnnlabError("--input dct cannot resize (that needs pixels): drop --fit resize; DCT inputs are "
+                          "centre-cropped on the 16-px grid (--fit crop)")
+    return options
 
 
 Files = tuple[list[Path], torch.Tensor]  # image paths and their int64 class indices
@@ -113,20 +138,32 @@ def _pick(files: list[Path], labels: torch.Tensor, index: torch.Tensor) -> Files
 
 
 def load_folder(root: Path, *, spec: str, val_split: float, seed: int, image_size: tuple[int, int] | None,
-                strict: bool, limit: int | None) -> DataBundle:
+                strict: bool, limit: int | None, reading: dict[str, Any] | None = None) -> DataBundle:
     """Decode a class-per-folder tree into a DataBundle (see the module doc for the layouts).
 
     ``in_channels`` is 1 when every image is grayscale (L, 16-bit, 1-bit, LA) and 3 otherwise;
     ``image_size=None`` picks the median shorter side capped at 128 (``images.default_size``).
+    ``reading`` (see READING): ``input="dct"`` reads JPEG coefficients into ``dct`` fields
+    (``cnnlab.dct.data``: 384 channels, sizes on the 16-px grid), ``fit="crop"`` crops RGB images
+    the same way instead of resizing them.
     """
+    reading = check_reading(dict(reading or {}))
+    dct = reading.get("input") == "dct"
     names, (train_files, train_labels), (val_files, val_labels), split = _choose_files(root, val_split, seed, limit)
     # Headers only: colour modes decide the channels, sizes the default image size. Files that fail
     # here fail decoding below too, and are reported from there.
     _, sizes, modes, _ = probe_many(train_files + val_files, strict)
     channels = 1 if modes and all(m in GRAY_MODES for m in modes) else 3
-    size = image_size or default_size(sizes)
-    train, skipped_train = _decode_split(train_files, train_labels, size, channels, strict)
-    val, skipped_val = _decode_split(val_files, val_labels, size, channels, strict)
+    if dct:
+        from cnnlab.dct.data import CELL, default_grid, grid_of
+
+        channels = 384
+        size = tuple(image_size) if image_size else tuple(CELL * g for g in default_grid(sizes))
+        grid_of(size)  # an off-grid --image-size fails before anything is read
+    else:
+        size = image_size or default_size(sizes)
+    train, skipped_train = _decode_split(train_files, train_labels, size, channels, strict, reading)
+    val, skipped_val = _decode_split(val_files, val_labels, size, channels, strict, reading)
     skipped = skipped_train + skipped_val
     for name, count in zip(names, torch.bincount(train.y, minlength=len(names)).tolist(), strict=True):
         if count == 0:  # the error names a skipped file itself: no warning line before it
@@ -135,5 +172,7 @@ def load_folder(root: Path, *, spec: str, val_split: float, seed: int, image_siz
     warn_skipped(skipped)
     meta = {"source": "folder", "root": str(root), "split": split,
             "skipped": [[str(p), reason] for p, reason in skipped],
-            "channels_rule": "1 when every image is grayscale, else 3 (RGB)"}
-    return DataBundle(train, val, names, channels, tuple(size), spec, meta)
+            "channels_rule": "384 (JPEG DCT, --input dct)" if dct else "1 when every image is grayscale, else 3 (RGB)"}
+    # what new inputs must be read like (eval on other data, predict, explain)
+    extra = {"input": "dct"} if dct else ({"fit": "crop"} if reading.get("fit") == "crop" else {})
+    return DataBundle(train, val, names, channels, tuple(size), spec, meta, extra)

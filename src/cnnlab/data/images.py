@@ -106,8 +106,36 @@ def read(path: Path, min_side: int) -> Image.Image:
         return ImageOps.exif_transpose(img)
 
 
-def to_array(img: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:
-    """A decoded image -> uint8 (channels, H, W): colour policy, then cover-resize and centre crop."""
+FITS = ("resize", "crop")
+
+
+def crop_on_grid(arr: np.ndarray, size: tuple[int, int], cell: int = 16) -> np.ndarray:
+    """(C, H, W) -> (C, *size) without resampling, the way ``--input dct`` crops coefficients: the
+    image is edge-extended to whole 16-px cells (as a JPEG encoder fills its last MCU), then the
+    centred window of cells is cut out, with mid-grey (128, a zero DCT block) where it overhangs."""
+    c, h, w = arr.shape
+    rows, cols = -(-h // cell), -(-w // cell)
+    arr = np.pad(arr, ((0, 0), (0, rows * cell - h), (0, cols * cell - w)), mode="edge")
+    out = np.full((c, *size), 128, dtype=np.uint8)
+    (sy, dy, ny), (sx, dx, nx) = (_centred(rows, size[0] // cell), _centred(cols, size[1] // cell))
+    out[:, dy * cell:(dy + ny) * cell, dx * cell:(dx + nx) * cell] = \
+        arr[:, sy * cell:(sy + ny) * cell, sx * cell:(sx + nx) * cell]
+    return out
+
+
+def _centred(size: int, target: int) -> tuple[int, int, int]:
+    """(source start, destination start, length) in cells; the same rule as cnnlab.dct.layout.center_grid."""
+    from cnnlab.dct.layout import _overlap
+
+    return _overlap(size, target)
+
+
+def to_array(img: Image.Image, size: tuple[int, int], channels: int, fit_mode: str = "resize") -> np.ndarray:
+    """A decoded image -> uint8 (channels, H, W): colour policy, then cover-resize and centre crop
+    ('resize'), or a centred crop on the 16-px grid without resampling ('crop', see crop_on_grid)."""
+    if fit_mode == "crop":
+        arr = np.asarray(to_mode(img, channels))
+        return crop_on_grid(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1), size)
     arr = np.asarray(fit(to_mode(img, channels), size))
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
@@ -131,21 +159,23 @@ def warn_skipped(skipped: Sequence[tuple[Path, str]], what: str = "unreadable im
 
 
 def decode_many(paths: Sequence[Path], size: tuple[int, int], channels: int, strict: bool = False,
-                workers: int | None = None, progress: bool = True) -> tuple[torch.Tensor, list[int], list[tuple[Path, str]]]:
-    """Decode files in a thread pool (Pillow releases the GIL while decoding and resampling).
+                workers: int | None = None, progress: bool = True, fit_mode: str = "resize"
+                ) -> tuple[torch.Tensor, list[int], list[tuple[Path, str]]]:
+    """Decode files in a thread pool (Pillow releases the GIL while decoding and resampling);
+    ``fit_mode`` as in ``to_array``.
 
     Returns (uint8 (M, C, H, W), indices into ``paths`` of the M decoded files, [(path, reason)] skipped).
     With ``strict`` the first unreadable file raises a CnnlabError naming it.
     """
     def one(path: Path) -> np.ndarray | str:
         try:
-            img = read(path, max(size))
+            img = read(path, max(size) if fit_mode == "resize" else 1 << 30)  # crop: full resolution
         except DECODE_ERRORS as exc:
             if strict:
                 raise CnnlabError(f"cannot read image {path}: {_reason(exc)}; fix or delete the file "
                                   "(without strict, unreadable files are skipped with a warning)") from None
             return _reason(exc)
-        return to_array(img, size, channels)
+        return to_array(img, size, channels, fit_mode)
 
     workers = workers or min(8, os.cpu_count() or 1)
     out = np.empty((len(paths), channels, *size), dtype=np.uint8)
@@ -235,7 +265,8 @@ def _expand(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 def load_images(paths: Iterable[str | os.PathLike], image_size: int | tuple[int, int] | None = None,
-                in_channels: int = 3, strict: bool = False) -> tuple[torch.Tensor, list[Path]]:
+                in_channels: int = 3, strict: bool = False, fit_mode: str = "resize"
+                ) -> tuple[torch.Tensor, list[Path]]:
     """Files and folders (searched recursively for image extensions) -> (uint8 (N, C, H, W), paths).
 
     Same decoding, colour and resize policy as training folders; ``image_size=None`` picks the same
@@ -250,7 +281,7 @@ def load_images(paths: Iterable[str | os.PathLike], image_size: int | tuple[int,
         size = default_size(sizes)
     else:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    x, kept, skipped = decode_many(files, size, in_channels, strict=strict)
+    x, kept, skipped = decode_many(files, size, in_channels, strict=strict, fit_mode=fit_mode)
     if not kept:  # the error alone names the file: a warning listing the same files would repeat it
         raise CnnlabError(f"none of the {len(files)} input image(s) could be read (first: {skipped[0][0]}: "
                           f"{skipped[0][1]}); pass image files Pillow can open ({', '.join(sorted(IMAGE_EXTENSIONS))})")

@@ -99,7 +99,8 @@ def load_data(spec: str | os.PathLike, task: str = "classify", *, val_split: flo
     array sizes, picks a size for class folders (see ``cnnlab.data.folder``) and keeps each image's own
     size for mask and plain-image folders. ``strict`` turns skipped unreadable images into errors.
     ``limit`` (for quick runs and tests) caps every source at that many images before splitting.
-    ``options`` are the layout's own reading options (masks: ``mask_values``, ``void_value``; audio:
+    ``options`` are the layout's own reading options (class folders: ``input`` rgb|dct, ``fit``
+    resize|crop, ``allow_reencode``, see ``cnnlab.data.folder``; masks: ``mask_values``, ``void_value``; audio:
     ``sample_rate``, ``channels``, ``label_pattern``, ``split_by``, ``val_groups``, see
     ``cnnlab.data.audio``).
     ``cache_dir`` is where downloads live (default ``$CNNLAB_CACHE`` or ``~/.cache/cnnlab``).
@@ -119,20 +120,23 @@ def load_data(spec: str | os.PathLike, task: str = "classify", *, val_split: flo
                               "(--sample-rate) and cut into --window seconds by the task")
         return load_audio(parsed.kind, parsed.name, str(spec), builtin_options=parsed.options, val_split=val_split,
                           seed=seed, strict=strict, limit=limit, options=options)
-    if options and layout != "masks":
-        raise CnnlabError(f"data option(s) {sorted(options)} apply to mask data (task segment) or audio only; "
-                          "drop them")
+    if options and layout not in ("masks", "labels"):
+        raise CnnlabError(f"data option(s) {sorted(options)} apply to class folders (--input, --fit, "
+                          "--allow-reencode), mask data (task segment) or audio only; drop them")
+    if options and layout == "labels" and parsed.kind != "folder":
+        raise CnnlabError(f"data option(s) {sorted(options)} (--input, --fit, --allow-reencode) apply to "
+                          f"folders of image files, not to {spec}; --input dct needs a folder of JPEG files")
     if parsed.kind == "builtin":
         return _builtin(parsed, str(spec), layout, val_split, seed, size, limit)
     if layout == "masks":
         return _masks(parsed, str(spec), val_split, seed, size, strict, limit, options)
     if layout == "images":
         return _images(parsed, str(spec), val_split, seed, size, strict, limit, cache_dir)
-    return _labels(parsed, str(spec), val_split, seed, size, strict, limit, cache_dir)
+    return _labels(parsed, str(spec), val_split, seed, size, strict, limit, cache_dir, options)
 
 
 def _labels(parsed: Spec, spec: str, val_split: float, seed: int, size: tuple[int, int] | None, strict: bool,
-            limit: int | None, cache_dir: str | os.PathLike | None) -> DataBundle:
+            limit: int | None, cache_dir: str | os.PathLike | None, options: dict[str, Any]) -> DataBundle:
     if parsed.kind == "npz":
         x, y, names, val = load_npz(Path(parsed.name), limit)
         return _arrays(spec, x, y, names, val, val_split, seed, size, limit, {"source": "npz"})
@@ -152,7 +156,8 @@ def _labels(parsed: Spec, spec: str, val_split: float, seed: int, size: tuple[in
     if find_pair_folders(root) is not None:
         raise CnnlabError(f"{root} holds images with masks (an image folder and a mask folder), not one folder "
                           "per class; train it with `cnnlab train segment`")
-    return load_folder(root, spec=spec, val_split=val_split, seed=seed, image_size=size, strict=strict, limit=limit)
+    return load_folder(root, spec=spec, val_split=val_split, seed=seed, image_size=size, strict=strict, limit=limit,
+                       reading=options)
 
 
 def _masks(parsed: Spec, spec: str, val_split: float, seed: int, size: tuple[int, int] | None, strict: bool,

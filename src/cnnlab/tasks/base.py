@@ -122,6 +122,13 @@ class Task(ABC):
         mask); those extra channels pass the preprocessing unchanged (mean 0, std 1)."""
         return int(info["in_channels"])
 
+    def input_normalizer(self, x: Any) -> Any:
+        """The run's input normalisation (``cnnlab.rundir.Normalize``) from the training split's primary
+        field ``x``: per-channel mean/std of the images, identity for tasks whose models see [0, 1]."""
+        from cnnlab.rundir import Normalize
+
+        return Normalize.from_images(x, enabled=self.normalize)
+
     def data_options_like(self, info: dict[str, Any]) -> dict[str, Any]:
         """Reading options that make other data load as the run's did (``cnnlab eval RUN --data
         OTHER``); images get the run's image size from the engine, so none by default."""

@@ -98,6 +98,36 @@ class ClassifyTask(Task):
         if not 0.0 <= label_smoothing < 1.0:
             raise CnnlabError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = label_smoothing
+        self.info: dict[str, Any] = {}
+        self.dct = False  # inputs are JPEG DCT coefficients (cnnlab.tasks.dct_input), set by bind_data
+
+    def bind_data(self, info: dict[str, Any]) -> None:
+        self.info = info
+        self.dct = info.get("input") == "dct"
+        if self.dct:
+            from cnnlab.tasks import dct_input
+
+            self.tta_modes = dct_input.TTA_MODES
+
+    def data_options_like(self, info: dict[str, Any]) -> dict[str, Any]:
+        # other folders are read as the run's were: coefficients, or RGB cropped without resizing
+        return {k: info[k] for k in ("input", "fit") if k in info}
+
+    def input_normalizer(self, x: Any) -> Any:
+        if not self.dct:
+            return super().input_normalizer(x)
+        from cnnlab.dct.data import frequency_stats
+        from cnnlab.rundir import Normalize
+
+        mean, std = frequency_stats(x)
+        return Normalize(mean, std, scale=1.0)
+
+    def make_augment(self, name: str) -> Augment | None:
+        if not self.dct:
+            return super().make_augment(name)
+        from cnnlab.tasks import dct_input
+
+        return dct_input.make_augment(name, self.info)
 
     def head_kwargs(self, info: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
         classes = num_classes(info)
@@ -114,6 +144,10 @@ class ClassifyTask(Task):
         return "" if output_size == (k,) else f"({k},) class logits"
 
     def input_size(self, info: dict[str, Any]) -> tuple[int, int]:
+        if info.get("input") == "dct":  # the model's grid of 16-px cells
+            from cnnlab.tasks import dct_input
+
+            return dct_input.grid(info)
         h, w = info["image_size"]
         return h, w
 
@@ -122,13 +156,14 @@ class ClassifyTask(Task):
             raise CnnlabError("classification needs images of one size; pass --image-size")
 
     def train_batch(self, items: Split, generator: torch.Generator, augment: Augment | None) -> Batch:
-        images = items["image"]
+        field = items.primary  # 'image', or 'dct' for coefficient inputs
+        x = items[field]
         if augment is not None:
-            images = augment({"image": images}, {"image": "image"}, generator)["image"]
-        return {"input": images, "target": items["label"]}
+            x = augment({field: x}, {field: items.kinds[field]}, generator)[field]
+        return {"input": x, "target": items["label"]}
 
     def eval_batch(self, items: Split) -> Batch:
-        return {"input": items["image"], "target": items["label"]}
+        return {"input": items.x, "target": items["label"]}
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         outputs = outputs.float()  # the loss in fp32 even under autocast: log-softmax needs the range
@@ -146,18 +181,21 @@ class ClassifyTask(Task):
         return _probabilities(outputs)
 
     def forward(self, model: nn.Module, inputs: torch.Tensor, tta: str = "none") -> torch.Tensor:
+        if self.dct:
+            from cnnlab.tasks import dct_input
+
+            return dct_input.tta_flip(model, inputs, tta)
         return tta_outputs(model, inputs, tta)
 
     def predict_files(self, run: Any, paths: list[str], out: Path | None, options: dict[str, Any]
                       ) -> list[dict[str, Any]]:
         """Rows of the top-k (class, probability) pairs, best first (``options``: top_k, default 3)."""
-        from cnnlab.data import load_images
         from cnnlab.tasks.base import check_options
 
         top_k = check_options(self, options, {"top_k": 3})["top_k"]
         if top_k < 1:
             raise CnnlabError("--top-k must be at least 1")
-        x, files = load_images(paths, image_size=run.image_size, in_channels=run.in_channels)
+        x, files = self._read_files(run, paths)
         rows = []
         with torch.no_grad():
             for i in range(0, len(x), 64):
@@ -168,6 +206,58 @@ class ClassifyTask(Task):
                            for p, c in zip(values[j], indices[j], strict=True)]
                     rows.append({"path": str(files[i + j]), "top": top})
         return rows
+
+    def _read_files(self, run: Any, paths: list[str]) -> tuple[torch.Tensor, list[Any]]:
+        """Files as the run's model takes them (before preprocessing): images, or DCT coefficients."""
+        if self.dct:
+            from cnnlab.tasks import dct_input
+
+            return dct_input.load_files(run, paths)
+        from cnnlab.data import load_images
+
+        return load_images(paths, image_size=run.image_size, in_channels=run.in_channels,
+                           fit_mode=self.info.get("fit", "resize"))
+
+    def load_inputs(self, run: Any, paths: list[str]) -> Any:
+        if not self.dct and "fit" not in self.info:
+            return super().load_inputs(run, paths)
+        from cnnlab.app.explain import Inputs
+
+        x, files = self._read_files(run, paths)
+        return Inputs(self._display(x), run.preprocess(x.to(run.device)), [Path(f).stem for f in files])
+
+    def inputs_from_split(self, run: Any, split: Split, count: int, index: list[int] | None = None) -> Any:
+        if not self.dct:
+            return super().inputs_from_split(run, split, count, index)
+        from cnnlab.app.explain import Inputs
+
+        index = list(range(min(count, len(split)))) if index is None else index[:count]
+        x = split.x[torch.tensor(index, dtype=torch.int64)]
+        labels = [int(split["label"][i]) for i in index]
+        return Inputs(self._display(x), run.preprocess(x.to(run.device)), [f"val {i}" for i in index], labels)
+
+    def _display(self, x: torch.Tensor) -> torch.Tensor:
+        """What explain and the report draw: the images themselves (decoded from DCT inputs)."""
+        if not self.dct:
+            return x
+        from cnnlab.tasks import dct_input
+
+        return dct_input.to_rgb(x)
+
+    def save_cam(self, run: Any, inputs: Any, i: int, cam: torch.Tensor, path: Path) -> Path:
+        if not self.dct:
+            return super().save_cam(run, inputs, i, cam, path)
+        from cnnlab.render.overlays import save_overlay
+        from cnnlab.tasks import dct_input
+
+        image = inputs.raw[i].float() / 255
+        return save_overlay(image, dct_input.cam_to_image(cam, image), path)
+
+    def describe_input(self, run: Any) -> str:
+        if not self.dct:
+            return super().describe_input(run)
+        h, w = run.image_size
+        return f"JPEG DCT coefficients (384 channels: Y, Cb, Cr in zig-zag order), {h}x{w} px centre crop"
 
     def report_samples(self, run: Any, split: Split | None, inputs: Any, source: str, samples: int,
                        tmp: Path) -> str:
@@ -181,7 +271,7 @@ class ClassifyTask(Task):
         # ``split`` holds only the items shown (chosen class-balanced, the only ones decoded), so the
         # mistakes come from among them rather than from a search of the whole validation split.
         with torch.no_grad():
-            probs = self.predict(run.model(run.preprocess(split.x[:samples].to(run.device)))).cpu()
+            probs = self.predict(self.forward(run.model, run.preprocess(split.x[:samples].to(run.device)))).cpu()
         labels = split.y[:len(probs)]
         confidence, pred = probs.max(dim=1)
         wrong = (pred != labels).nonzero().flatten()

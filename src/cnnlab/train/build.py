@@ -69,7 +69,7 @@ def make_preprocess(task: Task, bundle: DataBundle, saved: dict[str, Any] | None
     if saved is not None:
         pre = saved["preprocess"]
         return Normalize(pre["mean"], pre["std"], pre.get("scale", 255.0))
-    pre = Normalize.from_images(bundle.train.x, enabled=task.normalize)
+    pre = task.input_normalizer(bundle.train.x)
     extra = task.input_channels(bundle.info) - len(pre.mean)  # channels the task adds pass unchanged
     return Normalize(pre.mean + [0.0] * extra, pre.std + [1.0] * extra, pre.scale) if extra > 0 else pre
 

@@ -184,6 +184,19 @@ RECIPES["eval-speed"] = {"model": "mini_xception", "model_kwargs": {"num_classes
                          "augment": "flip"}
 
 
+# Issue 13 (benchmarks/jpeg_train_bench.py): RGB against DCT input on the original cats-vs-dogs JPEGs,
+# everything else shared: the same files, split (val_split 0.2, seed 0), crop geometry (a centred 224 px
+# window on the 16-px grid, no resizing: DCT coefficients cannot be resized without decoding, so the
+# RGB run crops the same way with --fit crop), the mini_xception family (mini_xception_dct is its stages
+# from H/8 down, fed by the coefficients), one logit, optimiser, schedule and augmentation (flip +
+# shifts of up to 1/8 of the size; 2 cells = 32 px for DCT).
+RECIPES["catsdogs-rgb"] = {"model": "mini_xception", "model_kwargs": {"num_classes": 1}, "epochs": 20,
+                           "image_size": 224, "batch_size": 32, "val_split": 0.2, "optimizer": "adamw",
+                           "lr": 2e-3, "augment": "flip-crop", "data_options": {"fit": "crop"}}
+RECIPES["catsdogs-dct"] = {**RECIPES["catsdogs-rgb"], "model": "mini_xception_dct",
+                           "data_options": {"input": "dct"}}
+
+
 def get_recipe(name: str) -> dict[str, Any]:
     """A copy of recipe ``name``'s overrides (TrainConfig field -> value); unknown names get did-you-mean."""
     if name not in RECIPES:

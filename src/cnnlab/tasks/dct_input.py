@@ -1,0 +1,111 @@
+"""What a classification run does differently when its input is JPEG DCT coefficients (``--input dct``).
+
+ClassifyTask holds one of these once ``bind_data`` has seen ``info["input"] == "dct"``; everything
+else (head, loss, metrics, meter, the engine) is shared with RGB runs, so the two compare fairly.
+- inputs are ``dct`` fields: float16 (384, H/16, W/16) packed coefficients (``cnnlab.dct.layout``);
+- normalisation is per frequency, over the training set and its mirror (``frequency_stats``);
+- augmentation and TTA flip and shift on the coefficients (``cnnlab.dct.augment``), before the
+  normalisation for training, after it for TTA (the odd frequencies have mean 0, so both commute);
+- files are read with ``cnnlab.dct.data`` at the run's grid; maps are drawn on the image decoded from
+  the coefficients, at block resolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.errors import CnnlabError
+from cnnlab.tasks.base import Augment, Batch
+
+AUGMENTS = ("auto", "none", "flip", "crop", "flip-crop")
+TTA_MODES = ("none", "flip")
+
+
+def grid(info: dict[str, Any]) -> tuple[int, int]:
+    """The run's input grid in 16-px cells, from the data's (H, W) image size."""
+    from cnnlab.dct.data import grid_of
+
+    h, w = info["image_size"]
+    return grid_of((h, w))
+
+
+def shift_cells(info: dict[str, Any]) -> int:
+    """Random-shift range in cells: the RGB 'crop' augmentation's 1/8 of the size, rounded to cells."""
+    return max(1, round(min(grid(info)) / 8))
+
+
+def make_augment(name: str, info: dict[str, Any]) -> Augment | None:
+    """--augment for DCT inputs: 'flip', 'crop' (shifts on the 16-px grid), 'flip-crop' (= auto), 'none'."""
+    from cnnlab.dct.augment import dct_flip_crop, hflip, random_crop
+
+    if name not in AUGMENTS:
+        raise CnnlabError(f"unknown augmentation {name!r}; choose from: {', '.join(AUGMENTS)}")
+    if name == "none":
+        return None
+    pad = shift_cells(info)
+
+    def flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        mirror = (torch.rand(len(x), generator=generator, device=generator.device) < 0.5).to(x.device)
+        return torch.where(mirror.view(-1, 1, 1, 1), hflip(x), x)
+
+    def one(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if name == "flip":
+            return flip(x, generator)
+        if name == "crop":
+            return random_crop(x, tuple(x.shape[-2:]), pad, generator)
+        return dct_flip_crop(x, generator, pad)
+
+    def augment(fields: Batch, kinds: dict[str, str], generator: torch.Generator) -> Batch:
+        return {k: one(v, generator) if kinds.get(k) == "dct" else v for k, v in fields.items()}
+
+    return augment
+
+
+def tta_flip(model: torch.nn.Module, inputs: torch.Tensor, tta: str) -> torch.Tensor:
+    """Logits averaged with the DCT-domain mirror image ('flip'), or plain ('none')."""
+    from cnnlab.dct.augment import hflip
+
+    if tta not in TTA_MODES:
+        raise CnnlabError(f"--tta {tta} is not available for DCT inputs; use --tta none or flip")
+    outputs = model(inputs).float()
+    return outputs if tta == "none" else 0.5 * (outputs + model(hflip(inputs)).float())
+
+
+def load_files(run: Any, paths: list[str]) -> tuple[torch.Tensor, list[Path]]:
+    """JPEG files and folders -> (float16 (N, 384, *grid), the paths read), at the run's grid."""
+    from cnnlab.data.images import _expand, warn_skipped
+    from cnnlab.dct.data import read_many
+
+    files = _expand(paths)
+    x, kept, skipped = read_many(files, grid(run.config["data"]["info"]))
+    if not kept:
+        raise CnnlabError(f"none of the {len(files)} input file(s) could be read as JPEG coefficients (first: "
+                          f"{skipped[0][0]}: {skipped[0][1]})")
+    warn_skipped(skipped, "unreadable JPEG")
+    return x, [files[i] for i in kept]
+
+
+def to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Packed inputs (N, 384, h, w) -> uint8 RGB (N, 3, 16h, 16w): inverse DCT, chroma upsampled by
+    repetition, JFIF YCbCr -> RGB. For display only (the model never sees pixels)."""
+    import numpy as np
+
+    from cnnlab.dct.layout import idct_blocks, unpack, ycbcr_to_rgb
+
+    y, cb, cr = unpack(x.float().cpu())
+    images = []
+    for i in range(len(x)):
+        luma = idct_blocks(y[i].numpy()) + 128
+        chroma = [np.repeat(np.repeat(idct_blocks(c[i].numpy()) + 128, 2, 0), 2, 1) for c in (cb, cr)]
+        rgb = ycbcr_to_rgb(np.stack([luma, *chroma], axis=-1))
+        images.append(torch.from_numpy(np.clip(np.rint(rgb), 0, 255).astype(np.uint8)).permute(2, 0, 1))
+    return torch.stack(images)
+
+
+def cam_to_image(cam: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """A map over the input grid of cells, repeated to the decoded image's pixels (block resolution)."""
+    return F.interpolate(cam[None, None].float(), size=tuple(image.shape[-2:]), mode="nearest")[0, 0]
