@@ -65,6 +65,17 @@ def test_train_eval_predict_explain_export(folder, tmp_path):
     png = next(maps.glob("*gradcam*.png"))
     assert Image.open(png).size[0] > 64  # image | overlay, drawn on the decoded pixels
 
+    run("explain", str(out), "--method", "filters", "--steps", "2", "--channels", "4", "--out", str(maps))
+    atlas = next(maps.glob("filters_*.png"))  # ascended on RGB pixels, encoded to coefficients on the way in
+    assert Image.open(atlas).mode in ("RGB", "RGBA")
+    run("report", str(out), "--samples", "2")
+    assert (out / "report.html").stat().st_size > 10_000
+
+    png = tmp_path / "not_a_jpeg.png"
+    stripes(True, 7).save(png)
+    refused = CliRunner().invoke(cli, ["predict", str(out), str(png)])
+    assert refused.exit_code != 0 and "not_a_jpeg.png is not a JPEG" in str(refused.exception)
+
     run("export", str(out), "--format", "onnx")
     from cnnlab.dct.data import read_packed
     from cnnlab.rundir import load_run

@@ -149,6 +149,16 @@ def test_unreadable_jpeg_is_skipped_with_its_reason(tmp_path):
     assert any("0.jpg (is truncated" in str(w.message) for w in caught)
 
 
+def test_images_smaller_than_a_cell_are_padded_mid_grey(tmp_path):
+    path = save_jpeg(photo(10, 7), tmp_path / "tiny.jpg")
+    x, _ = read_packed(path, (2, 2))
+    rgb = to_rgb(x[None])[0].numpy().astype(np.int16)
+    theirs = np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1).astype(np.int16)
+    # one cell of image in a 2x2 grid: the odd cell of padding goes bottom and right (center_grid's rule)
+    assert np.abs(rgb[:, :10, :7] - theirs).mean() < 3
+    assert np.abs(rgb[:, 16:] - 128).max() <= 1 and np.abs(rgb[:, :, 16:] - 128).max() <= 1
+
+
 def test_progressive_and_cmyk(tmp_path):
     prog = save_jpeg(photo(64, 64), tmp_path / "p.jpg", progressive=True)
     base = save_jpeg(photo(64, 64), tmp_path / "b.jpg")
@@ -158,3 +168,18 @@ def test_progressive_and_cmyk(tmp_path):
     (tmp_path / "c.jpg").write_bytes(cmyk.getvalue())
     with pytest.raises(CnnlabError, match=r"c\.jpg has a colour model other than grayscale or YCbCr"):
         read_packed(tmp_path / "c.jpg", (2, 2))
+
+
+def test_pixels_to_dct_encodes_like_the_file(tmp_path):
+    """Encoding the decoded pixels again (the filter atlas's front end) gives back the file's own
+    coefficients, up to the quantisation of a quality-100 file (step 1)."""
+    from cnnlab.dct.data import packed
+    from cnnlab.dct.reader import read_coefficients
+    from cnnlab.tasks.dct_input import PixelsToDct
+
+    path = save_jpeg(photo(64, 96), tmp_path / "q100.jpg", quality=100, subsampling=2)
+    stored = packed(read_coefficients(path))
+    pixels = np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1) / 255.0
+    encoded = PixelsToDct()(torch.tensor(pixels, dtype=torch.float32)[None])[0]
+    assert (encoded - stored).abs().mean() < 0.5
+    assert (encoded[:256] - stored[:256]).abs().max() < 2  # luma: rounding in the decoder and the file

@@ -145,14 +145,17 @@ class PixelSpace(torch.nn.Module):
     from a file, and the grey start (0.5) is a mid-grey image, not "half a standard deviation".
     """
 
-    def __init__(self, run: Any) -> None:
+    def __init__(self, run: Any, front: torch.nn.Module | None = None) -> None:
         super().__init__()
         self.model = run.model
         self.in_channels = run.in_channels
         self._preprocess = run.preprocess
         self._extra = len(run.preprocess.mean) - run.in_channels  # task-added channels (inpaint's mask)
+        self._front = front  # pixels -> the stored data, for models that take something else (DCT)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._front is not None:
+            return self.model(self._preprocess(self._front(x)))
         # x * scale is the stored data: uint8 levels for images (255), the waveform itself for audio (1)
         if self._extra > 0:  # the ascent works on the image; the added channels stay 0 (no hole)
             x = torch.cat([x, x.new_zeros((x.shape[0], self._extra, *x.shape[2:]))], dim=1)
@@ -172,7 +175,8 @@ def explain_filters(run: Any, layer: str | None, out: Path, count: int = 64, ste
             raise CnnlabError("the model has no convolution to visualise; pass --layer")
         layer = convs[len(convs) // 2]
     get_layer(run.model, layer)  # an unknown name is reported without the wrapper's "model." prefix
-    wrapped = PixelSpace(run)
+    front, channels_in, size = run.task.filter_input(run)
+    wrapped = PixelSpace(run, front)
     maps = feature_maps(run.model, probe(run), layer)
     if at_most:  # "up to count" (the report), not "exactly count" (--channels)
         count = min(count, maps.shape[1])
@@ -180,8 +184,8 @@ def explain_filters(run: Any, layer: str | None, out: Path, count: int = 64, ste
         raise CnnlabError(f"--channels {count}: layer {layer!r} has {maps.shape[1]} channels; pass at most "
                           f"{maps.shape[1]}")
     channels = list(range(count))
-    images = visualize_filters(wrapped, f"model.{layer}", channels, steps=steps, size=tuple(run.input_size),
-                               seed=seed, method=method, in_channels=run.in_channels, on_step=on_step)
+    images = visualize_filters(wrapped, f"model.{layer}", channels, steps=steps, size=size,
+                               seed=seed, method=method, in_channels=channels_in, on_step=on_step)
     path = save_atlas(images, out / f"filters_{_slug(layer)}_{method}.png")
     return {"png": path, "layer": layer, "channels": channels, "images": images}
 

@@ -218,6 +218,11 @@ class Task(ABC):
 
         return load_image_inputs(run, paths)
 
+    def filter_input(self, run: Any) -> tuple[nn.Module | None, int, tuple[int, ...]]:
+        """What filter visualisation ascends on: (a module from those pictures to the stored data, or
+        None when the pictures are the data; their channels; their size)."""
+        return None, int(run.in_channels), tuple(run.input_size)
+
     def inputs_from_split(self, run: Any, split: Split, count: int, index: list[int] | None = None) -> Any:
         """Up to ``count`` items of ``split`` (or those at ``index``) as ``cnnlab.app.explain.Inputs``."""
         from cnnlab.app.explain import image_inputs_from_split

@@ -253,6 +253,14 @@ class ClassifyTask(Task):
         image = inputs.raw[i].float() / 255
         return save_overlay(image, dct_input.cam_to_image(cam, image), path)
 
+    def filter_input(self, run: Any) -> tuple[nn.Module | None, int, tuple[int, ...]]:
+        if not self.dct:
+            return super().filter_input(run)
+        from cnnlab.tasks import dct_input
+
+        h, w = run.input_size  # the ascent works on RGB pixels, encoded to coefficients on the way in
+        return dct_input.PixelsToDct(), 3, (16 * h, 16 * w)
+
     def describe_input(self, run: Any) -> str:
         if not self.dct:
             return super().describe_input(run)

@@ -109,3 +109,34 @@ def to_rgb(x: torch.Tensor) -> torch.Tensor:
 def cam_to_image(cam: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """A map over the input grid of cells, repeated to the decoded image's pixels (block resolution)."""
     return F.interpolate(cam[None, None].float(), size=tuple(image.shape[-2:]), mode="nearest")[0, 0]
+
+
+class PixelsToDct(torch.nn.Module):
+    """RGB in [0, 1] (N, 3, 16h, 16w) -> packed DCT inputs (N, 384, h, w), differentiably: JFIF YCbCr,
+    chroma averaged 2x2 (4:2:0), level shift, orthonormal 8x8 DCT per block, zig-zag, packing. The
+    coefficients are not quantised. Lets filter visualisation ascend on pictures a DCT model reads as
+    a JPEG encoder would have written them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import numpy as np
+
+        from cnnlab.dct.layout import ZIGZAG, dct_matrix
+
+        c = torch.from_numpy(dct_matrix()).float()
+        basis = torch.einsum("vy,ux->vuyx", c, c).reshape(64, 64)  # natural (v*8+u) x pixel (y*8+x)
+        self.register_buffer("basis", basis[torch.tensor(np.array(ZIGZAG))], persistent=False)
+        self.register_buffer("rgb_to_ycbcr", torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5],
+                                                           [0.5, -0.418688, -0.081312]]), persistent=False)
+
+    def _blocks(self, plane: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) pixels, level-shifted -> (N, 64, H/8, W/8) zig-zag coefficients."""
+        n, h, w = plane.shape
+        tiles = F.unfold(plane[:, None], 8, stride=8)  # (N, 64 pixels, blocks)
+        return (self.basis @ tiles).view(n, 64, h // 8, w // 8)
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        ycc = torch.einsum("oc,nchw->nohw", self.rgb_to_ycbcr, rgb * 255)  # Y; Cb, Cr around 0 (= 128 - 128)
+        y = self._blocks(ycc[:, 0] - 128)
+        chroma = [self._blocks(F.avg_pool2d(ycc[:, c:c + 1], 2)[:, 0]) for c in (1, 2)]
+        return torch.cat([F.pixel_unshuffle(y, 2), *chroma], dim=1)
