@@ -83,6 +83,84 @@ def train(task: str, data: Path | str, ws: Workspace, *extra: str) -> list[str]:
     return ["train", task, "--data", str(data), "--out", str(ws.root / "out"), *model, *QUICK, *extra]
 
 
+# --- train: JPEG folders as DCT coefficients (classify --input dct) ----------------------------------
+DCT = ["--input", "dct", "--image-size", "32"]
+
+
+def train_dct(ws: Workspace, data: Path | str, *extra: str) -> list[str]:
+    return ["train", "classify", "--data", str(data), "--out", str(ws.root / "out"), "--model", "resnet_dct_small",
+            "--model-arg", "widths=[8,16]", *QUICK, *DCT, *extra]
+
+
+@error("odd.png", "not a JPEG", "--allow-reencode")
+def train_dct_png_in_jpeg_folder(ws: Workspace) -> list[str]:
+    data = ws.jpeg_classes("data")
+    ws.image("data/a/odd.png")
+    return train_dct(ws, data)
+
+
+@warn("re-encoded 1 non-JPEG")
+def train_dct_png_reencoded(ws: Workspace) -> list[str]:
+    data = ws.jpeg_classes("data")
+    ws.image("data/a/odd.png")
+    return train_dct(ws, data, "--allow-reencode")
+
+
+@warn("cut.jpg", "truncated")
+def train_dct_truncated_skipped(ws: Workspace) -> list[str]:
+    data = ws.jpeg_classes("data")
+    ws.truncated(ws.image("data/b/cut.jpg", size=64, seed=7, fmt="JPEG"), 0.4)
+    return train_dct(ws, data)
+
+
+@error("cut.jpg", "truncated")
+def train_dct_truncated_strict(ws: Workspace) -> list[str]:
+    data = ws.jpeg_classes("data")
+    ws.truncated(ws.image("data/b/cut.jpg", size=64, seed=7, fmt="JPEG"), 0.4)
+    return train_dct(ws, data, "--strict")
+
+
+@error("cmyk.jpg", "CMYK")
+def train_dct_cmyk_strict(ws: Workspace) -> list[str]:
+    data = ws.jpeg_classes("data")
+    ws.image("data/a/cmyk.jpg", fmt="JPEG", mode="RGB")
+    from PIL import Image
+
+    Image.open(data / "a" / "cmyk.jpg").convert("CMYK").save(data / "a" / "cmyk.jpg")
+    return train_dct(ws, data, "--strict")
+
+
+@error("arith.jpg", "arithmetic-coded")
+def train_dct_arithmetic_strict(ws: Workspace) -> list[str]:
+    data = ws.jpeg_classes("data")
+    path = ws.image("data/a/arith.jpg", fmt="JPEG")
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"\xff\xc0") + 1] = 0xC9  # SOF9: arithmetic coding
+    path.write_bytes(bytes(raw))
+    return train_dct(ws, data, "--strict")
+
+
+@error("--image-size 40x40", "16-px", "32x32")
+def train_dct_image_size_off_grid(ws: Workspace) -> list[str]:
+    return [*train_dct(ws, ws.jpeg_classes("data")), "--image-size", "40"]
+
+
+@error("--input dct", "folder of JPEG files")
+def train_dct_on_builtin_data(ws: Workspace) -> list[str]:
+    return train_dct(ws, SHAPES)
+
+
+@error("cannot resize", "--fit resize")
+def train_dct_fit_resize(ws: Workspace) -> list[str]:
+    return train_dct(ws, ws.jpeg_classes("data"), "--fit", "resize")
+
+
+@error("mini_xception_dct", "384 channels")
+def train_rgb_data_on_a_dct_model(ws: Workspace) -> list[str]:
+    return ["train", "classify", "--data", str(ws.classes("data")), "--out", str(ws.root / "out"),
+            "--model", "mini_xception_dct", *QUICK]
+
+
 # --- train: class folders (classify) ------------------------------------------------------------------
 @error("'b'", "no readable training images")
 def train_class_all_truncated(ws: Workspace) -> list[str]:

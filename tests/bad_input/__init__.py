@@ -68,6 +68,13 @@ class Workspace:
                 self.image(f"{rel}/{name}/{i}.png", seed=10 * c + i)
         return self.root / rel
 
+    def jpeg_classes(self, rel: str, per_class: int = 6, size: int = 32) -> Path:
+        """rel/<a|b>/<i>.jpg: JPEG files for --input dct"""
+        for c, name in enumerate(("a", "b")):
+            for i in range(per_class):
+                self.image(f"{rel}/{name}/{i}.jpg", size=size, seed=10 * c + i, fmt="JPEG")
+        return self.root / rel
+
     def pairs(self, rel: str, n: int = 6) -> Path:
         """rel/images/<i>.png + rel/masks/<i>.png"""
         for i in range(n):
