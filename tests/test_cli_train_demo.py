@@ -45,6 +45,8 @@ def test_demo_refuses_a_folder_holding_another_run(tmp_path) -> None:
 @pytest.mark.parametrize(("task", "headline", "extra"), [
     ("segment", "validation mIoU", "iou.png"),
     ("superres", "validation PSNR (dB)", "curves.png"),
+    ("denoise", "validation PSNR (dB)", "samples/val_0.png"),
+    ("inpaint", "validation hole PSNR (dB)", "samples/masks/val_0.png"),
 ])
 def test_demo_of_each_image_to_image_task(task: str, headline: str, extra: str, tmp_path) -> None:
     out = tmp_path / task
@@ -55,3 +57,36 @@ def test_demo_of_each_image_to_image_task(task: str, headline: str, extra: str, 
         assert (out / name).is_file(), name
     assert headline in result.output and f"--out {out}/predicted" in result.output
     assert json.loads((out / "config.json").read_text())["task"] == task
+
+
+def test_demo_of_audio_and_its_next_steps_run(tmp_path) -> None:
+    """The audio demo trains on builtin:tones, writes WAV samples, and the predict line it prints works."""
+    import shlex
+
+    out = tmp_path / "audio"
+    args = ["demo", "--task", "audio", "--out", str(out), "--epochs", "1", "--images", "64", "--precision", "fp32"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "validation top-1" in result.output and (out / "report.html").is_file()
+    wavs = sorted((out / "samples").glob("*.wav"))
+    assert len(wavs) >= 6 and all(w.stem.rsplit("_", 1)[1].isdigit() for w in wavs)  # named by class
+    line = next(ln.strip() for ln in result.output.splitlines() if ln.strip().startswith("cnnlab predict"))
+    predicted = CliRunner().invoke(cli, shlex.split(line)[1:])
+    assert predicted.exit_code == 0, predicted.output
+    refused = CliRunner().invoke(cli, ["demo", "--task", "audio", "--size", "32", "--out", str(tmp_path / "x")])
+    assert isinstance(refused.exception, CnnlabError) and "--size does not apply" in str(refused.exception)
+
+
+def test_inpaint_demo_predict_line_uses_the_sample_masks(tmp_path) -> None:
+    import glob
+    import shlex
+
+    out = tmp_path / "fill"
+    result = CliRunner().invoke(cli, ["demo", "--task", "inpaint", "--out", str(out), "--epochs", "1", "--images",
+                                      "40", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    line = next(ln.strip() for ln in result.output.splitlines() if ln.strip().startswith("cnnlab predict"))
+    words = [w for part in shlex.split(line)[1:] for w in (sorted(glob.glob(part)) if "*" in part else [part])]
+    predicted = CliRunner().invoke(cli, words)  # the shell's glob, done here
+    assert predicted.exit_code == 0, predicted.output
+    assert len(list((out / "predicted").glob("*.png"))) == len(list((out / "samples").glob("*.png")))

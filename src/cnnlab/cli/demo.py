@@ -15,7 +15,9 @@ import click
 #: mini_xception reduced to three stages: 32x32 shapes need no 256- or 512-wide stage
 DEMO_WIDTHS = (32, 64, 128)
 
-#: per task: the model, its keywords, the training settings and what the demo reports (all on builtin:shapes)
+SHAPES = "builtin:shapes?n={images}&size={size}"
+
+#: per task: the data, the model, its keywords, the training settings and what the demo reports
 DEMOS: dict[str, dict[str, Any]] = {
     "classify": {"model": "mini_xception", "model_kwargs": {"widths": list(DEMO_WIDTHS)}, "batch_size": 64,
                  "lr": 3e-3, "warmup": 0.15, "augment": "flip", "images": 10000, "size": 32, "epochs": 10,
@@ -31,6 +33,21 @@ DEMOS: dict[str, dict[str, Any]] = {
                  "lr": 1e-3, "warmup": 0.05, "augment": "flip", "images": 2000, "size": 64, "epochs": 6,
                  "task_options": {"scale": 2, "patch": 48}, "about": "64x64 scenes, upscaled x2",
                  "headline": "psnr", "title": "validation PSNR (dB)", "explain": "activations"},
+    # DnCNN's residual idea on a small U-Net: sigma 25 Gaussian noise on 64x64 scenes, 48-pixel patches
+    "denoise": {"model": "unet_small", "model_kwargs": {}, "batch_size": 32, "lr": 2e-3, "warmup": 0.05,
+                "augment": "flip", "images": 2000, "size": 64, "epochs": 4,
+                "task_options": {"sigma": 25.0, "patch": 48}, "about": "64x64 scenes with sigma 25 noise",
+                "headline": "psnr", "title": "validation PSNR (dB)", "explain": "activations"},
+    # holes of 4-16 pixels over 20% of 64x64 scenes, filled by a small U-Net, beside the diffusion fill
+    "inpaint": {"model": "unet_small", "model_kwargs": {}, "batch_size": 32, "lr": 2e-3, "warmup": 0.05,
+                "augment": "flip", "images": 2000, "size": 64, "epochs": 4,
+                "task_options": {"hole": [4, 16], "patch": 48}, "about": "64x64 scenes with holes",
+                "headline": "psnr", "title": "validation hole PSNR (dB)", "explain": "activations"},
+    # M5 on raw waveforms of 8 procedural sound classes (tones, chords, chirps, clicks, AM/FM, noise)
+    "audio": {"model": "m5", "model_kwargs": {}, "batch_size": 32, "lr": 3e-3, "warmup": 0.1, "augment": "auto",
+              "images": 2000, "size": None, "epochs": 6, "data": "builtin:tones?n={images}",
+              "about": "one-second clips of 8 procedural sound classes", "headline": "top1",
+              "title": "validation top-1", "explain": "gradcam"},
 }
 
 
@@ -42,7 +59,8 @@ def demo_config(out: Path, epochs: int, images: int, size: int, widths: tuple[in
     kwargs = dict(preset["model_kwargs"])
     if widths is not None:
         kwargs["widths"] = list(widths)
-    return TrainConfig(task=task, data=f"builtin:shapes?n={images}&size={size}", model=preset["model"],
+    data = preset.get("data", SHAPES).format(images=images, size=size)
+    return TrainConfig(task=task, data=data, model=preset["model"],
                        out=str(out), model_kwargs=kwargs, epochs=epochs, batch_size=preset["batch_size"],
                        seed=seed, precision=precision, optimizer="adamw", lr=preset["lr"], weight_decay=5e-4,
                        schedule="onecycle", warmup=preset["warmup"], augment=preset["augment"],
@@ -79,18 +97,17 @@ def parse_widths(text: str) -> tuple[int, ...]:
 
 
 def write_samples(out: Path, count: int = 12) -> Path:
-    """A few validation images of the demo run in ``out`` as PNGs in OUT/samples, to try `cnnlab predict`
-    and `explain` on (classification: 2 per class, named by class). They come from the run's own
-    validation split (its seed, split and limit), and only they are loaded."""
-    from PIL import Image
-
+    """A few validation items of the demo run in ``out`` as files in OUT/samples, to try `cnnlab predict`
+    and `explain` on (PNGs, WAVs for audio; classification: 2 per class, named by class), written by the
+    task (noisy inputs for denoise). They come from the run's own validation split (its seed, split and
+    limit), and only they are loaded."""
     from cnnlab.app.report import validation
     from cnnlab.errors import CnnlabError
     from cnnlab.rundir import load_run
 
     run = load_run(out)
     names = run.class_names
-    val, why = validation(run, 2 * len(names) if run.task.data_layout == "labels" else count)
+    val, why = validation(run, 2 * len(names) if run.task.data_layout in ("labels", "audio") else count)
     if val is None:
         raise CnnlabError(f"cannot write the demo's sample images: {why}")
     samples = out / "samples"
@@ -103,31 +120,35 @@ def write_samples(out: Path, count: int = 12) -> Path:
     else:
         picks = [(f"val_{i}", i) for i in range(len(val))]
     for name, i in picks:
-        Image.fromarray(val.x[i].permute(1, 2, 0).numpy()).save(samples / f"{name}.png")
+        run.task.save_example(val, i, samples / name, run.info)
     return samples
 
 
 @click.command("demo")
 @click.option("--task", type=click.Choice(sorted(DEMOS)), default="classify", show_default=True,
-              help="Which task to demonstrate on built-in shapes.")
+              help="Which task to demonstrate on built-in data (shapes; tones for audio).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run directory to write (an earlier demo run there is continued).  [default: cnnlab-demo, "
                    "or cnnlab-demo-TASK for the other tasks]")
-@click.option("--epochs", type=int, help="[default: 10 classify, 16 segment, 6 superres]")
-@click.option("--images", type=int, help="How many shape images to draw.  [default: 10000 / 4000 / 2000]")
-@click.option("--size", type=int, help="Image size in pixels.  [default: 32, superres 64]")
+@click.option("--epochs", type=int, help="[default: 10 classify, 16 segment, 6 superres and audio, 4 denoise and inpaint]")
+@click.option("--images", type=int, help="How many shape images (audio: clips) to draw.  [default: 10000 classify, "
+              "4000 segment, 2000 the others]")
+@click.option("--size", type=int, help="Image size in pixels (not audio).  [default: 32, 64 superres/denoise/inpaint]")
 @click.option("--widths", help="Model stage widths, comma-separated.  [default: 32,64,128 for classify]")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo(task: str, out: Path | None, epochs: int | None, images: int | None, size: int | None, widths: str | None,
          precision: str, seed: int) -> None:
-    """Train a model for --task on builtin:shapes (about two minutes on a laptop CPU), evaluate it,
+    """Train a model for --task on built-in data (about two minutes on a laptop CPU), evaluate it,
     and write a run directory with plots and an HTML report to try the other commands on.
 
     \b
     cnnlab demo                     mini_xception classifies 6 shapes (99% top-1)
     cnnlab demo --task segment      a small U-Net labels every pixel
     cnnlab demo --task superres     an EDSR-style network upscales x2, beside bicubic
+    cnnlab demo --task denoise      a small U-Net removes sigma 25 noise, beside the noisy input
+    cnnlab demo --task inpaint      a small U-Net fills holes, beside a diffusion fill
+    cnnlab demo --task audio        M5 classifies raw waveforms of 8 sound classes
     """
     import time
 
@@ -146,6 +167,10 @@ def demo(task: str, out: Path | None, epochs: int | None, images: int | None, si
     # "is None", not "or": --epochs 0 is an error to report, not a request for the default
     epochs, images, size = (preset[key] if value is None else value
                             for key, value in (("epochs", epochs), ("images", images), ("size", size)))
+    if preset["size"] is None and size is not None:
+        from cnnlab.errors import CnnlabError
+
+        raise CnnlabError(f"--size does not apply to the {task} demo (its clips have no image size); drop it")
     cfg = demo_config(out, epochs, images, size, stage_widths, precision, seed, task)
     cfg.resolved()  # its errors (--epochs 0) come before the banner, as one line
     resume = resume_or_refuse(out, cfg)
@@ -161,9 +186,12 @@ def demo(task: str, out: Path | None, epochs: int | None, images: int | None, si
     report = write_report(out)
     headline = result[preset["headline"]]
     shown = f"{headline:.1%}" if preset["headline"] != "psnr" else f"{headline:.2f} dB"
-    first = sorted(samples.glob("*.png"))[0].name
+    first = sorted(f for f in samples.iterdir() if f.is_file())[0].name
     run_task = get_task(task, **cfg.task_options)
-    predict = f"cnnlab predict {out} {samples}" + (f" --out {out}/predicted" if run_task.writes_images else "")
+    # inpainting samples come with their hole masks in samples/masks (predict takes them with --mask)
+    masks = samples / "masks"
+    inputs = f"{samples}/*.png --mask {masks}" if masks.is_dir() else str(samples)
+    predict = f"cnnlab predict {out} {inputs}" + (f" --out {out}/predicted" if run_task.writes_images else "")
     explain = f"  cnnlab explain {out} {samples}/{first} --method {preset['explain']}\n"
     when = f"after {minutes:.1f} min of training" if trained else "(the run was already trained)"
     console.print(f"\n[bold]{preset['title']} {shown}[/] {when} ({run_task.summary(result)}).\n"
