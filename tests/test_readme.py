@@ -131,6 +131,16 @@ def _stand_ins(root: Path) -> Path:
         mask = (rng.random((48, 48)) > 0.5).astype(np.uint8) * 255  # 0/255 files: --mask-values 0,255
         Image.fromarray(mask).save(data / "membrane" / "label" / f"{i:02d}.png")
         save(data / "sr_train" / "BSDS200" / f"{i}.jpg", 60, 60)
+        for c in ("cats", "dogs"):  # JPEG files: --input dct reads their coefficients
+            save(data / "cats_vs_dogs" / "train" / c / f"{c}.{i}.jpg", 40, 56)
+    import soundfile as sf
+
+    (data / "fsdd" / "recordings").mkdir(parents=True)
+    for digit in range(4):  # FSDD's flat layout: {label}_{speaker}_{index}.flac
+        for speaker in ("george", "jackson"):
+            for i in range(4):
+                tone = np.sin(np.arange(4000) * (0.05 + 0.02 * digit)) * rng.uniform(0.2, 0.5)
+                sf.write(data / "fsdd" / "recordings" / f"{digit}_{speaker}_{i}.flac", tone.astype(np.float32), 8000)
     batches = root / "cache" / "cifar10" / "cifar-10-batches-bin"  # as extracted from the verified archive
     batches.mkdir(parents=True)
     for name, count in [*((f"data_batch_{i}.bin", 10) for i in range(1, 6)), ("test_batch.bin", 20)]:
