@@ -6,7 +6,9 @@ CIFAR images are 150 MB as one uint8 tensor, and batches are augmented on whole 
 N tensors when sizes differ (photos for super-resolution, CamVid frames at their own size). A field's
 *kind* says how paired transforms treat it: ``image`` uint8 (C, H, W) items, ``mask`` uint8 (H, W)
 per-pixel classes (IGNORE = void), ``label`` one int64 per item, ``wave`` float32 (C, T) audio in
-[-1, 1], ``dct`` float (384, H/16, W/16) packed JPEG coefficients (``cnnlab.dct.layout``). A split's items are counted by its *primary* field: ``image``, or ``wave`` for audio.
+[-1, 1], ``dct`` float (384, H/16, W/16) packed JPEG coefficients (``cnnlab.dct.layout``), ``boxes`` float32
+(N, 4) one box per item, x1, y1, x2, y2 in pixel edges (``cnnlab.data.boxes``). A split's items are
+counted by its *primary* field: ``image``, or ``wave`` for audio.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import torch
 
 #: the mask value that losses and metrics ignore (void / unlabelled pixels)
 IGNORE = 255
-KINDS = ("image", "mask", "label", "wave", "dct")
+KINDS = ("image", "mask", "label", "wave", "dct", "boxes")
 #: the kind of a field when the loader does not say (a field's name is its kind for the common ones)
 DEFAULT_KINDS = {"image": "image", "mask": "mask", "label": "label", "target": "image", "wave": "wave",
-                 "dct": "dct"}
+                 "dct": "dct", "boxes": "boxes"}
 #: the fields that can be a split's primary one (the model's input), in order of preference
 PRIMARY = ("image", "wave", "dct")
 
@@ -65,6 +67,10 @@ class Split:
                 raise ValueError(f"field {name!r} must hold float (384, h, w) packed DCT inputs, got {_describe(values)}")
             if kind == "image" and not _all(values, lambda t: t.dtype == torch.uint8 and t.dim() == 3):
                 raise ValueError(f"field {name!r} must hold uint8 (C, H, W) images, got {_describe(values)}")
+            if kind == "boxes" and not (isinstance(values, torch.Tensor) and values.dtype == torch.float32
+                                        and values.dim() == 2 and values.shape[1] == 4):
+                # one box per item, x1, y1, x2, y2 in pixels (cnnlab.data.boxes checks the values)
+                raise ValueError(f"field {name!r} must be float32 (N, 4) boxes x1, y1, x2, y2, got {_describe(values)}")
             if kind == "label" and not (isinstance(values, torch.Tensor) and values.dtype == torch.int64
                                         and values.dim() == 1):
                 raise ValueError(f"field {name!r} must be int64 (N,) labels, got {_describe(values)}")

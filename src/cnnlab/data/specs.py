@@ -120,6 +120,11 @@ def load_data(spec: str | os.PathLike, task: str = "classify", *, val_split: flo
                               "(--sample-rate) and cut into --window seconds by the task")
         return load_audio(parsed.kind, parsed.name, str(spec), builtin_options=parsed.options, val_split=val_split,
                           seed=seed, strict=strict, limit=limit, options=options)
+    if layout == "boxes":  # one box per image: read off masks, or a folder's boxes.csv
+        from cnnlab.data.boxes import load_boxes
+
+        return load_boxes(parsed.kind, parsed.name, str(spec), val_split=val_split, seed=seed, image_size=size,
+                          strict=strict, limit=limit, options=options, cache_dir=cache_dir)
     if options and layout not in ("masks", "labels"):
         raise CnnlabError(f"data option(s) {sorted(options)} apply to class folders (--input, --fit, "
                           "--allow-reencode), mask data (task segment) or audio only; drop them")

@@ -4,6 +4,8 @@ Every transform draws its random parameters once per example, ``params = aug.sam
 and applies the same parameters to every input of that example: ``aug.apply(params, images)`` and
 ``aug.apply(params, masks)``. A 3-D input (N, H, W) is treated as a label mask: it is never
 interpolated (nearest neighbour) and areas without source pixels get ``mask_fill`` (255 = ignore).
+Boxes (N, 4) x1, y1, x2, y2 in pixel edges (``cnnlab.data.boxes``) go through
+``aug.apply_boxes(params, boxes, (H, W))``, which returns them in the output's pixels with its size.
 
 Parameters are size-free (fractions and flags), so one ``sample`` serves inputs of different sizes.
 The work is index arithmetic and one gather per batch: no per-image Python loop. uint8 stays uint8
@@ -32,6 +34,14 @@ def _is_mask(x: torch.Tensor) -> bool:
     if x.ndim == 4:
         return False
     raise ValueError(f"expected images (N, C, H, W) or masks (N, H, W), got shape {tuple(x.shape)}")
+
+
+def clip_boxes(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Boxes (N, 4) x1, y1, x2, y2 in pixel edges clipped to an (H, W) image; a box pushed out entirely
+    becomes a zero-width (or zero-height) box on the edge."""
+    h, w = size
+    limit = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
+    return torch.minimum(boxes.clamp(min=0), limit)
 
 
 def _gather(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -88,6 +98,20 @@ class RandomCrop:
         valid = valid if x.ndim == 3 else valid[:, None]
         return torch.where(valid, out, torch.tensor(fill, dtype=x.dtype, device=x.device))
 
+    def apply_boxes(self, params: dict[str, torch.Tensor], boxes: torch.Tensor,
+                    size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Boxes shifted by the crop's offset and clipped to the output (see ``clip_boxes``). With mode
+        'reflect' the mirrored border can show copies of an object outside its box: use 'constant'
+        for box targets."""
+        h, w = size
+        out_h, out_w = self.size or (h, w)
+        p = self.padding
+        # the offsets of ``apply``: output row i shows input row oy - p + i
+        oy = (params["oy"].to(boxes.device) * (h + 2 * p - out_h + 1)).long().clamp_(max=h + 2 * p - out_h) - p
+        ox = (params["ox"].to(boxes.device) * (w + 2 * p - out_w + 1)).long().clamp_(max=w + 2 * p - out_w) - p
+        shift = torch.stack([ox, oy, ox, oy], dim=1).to(boxes.dtype)
+        return clip_boxes(boxes - shift, (out_h, out_w)), (out_h, out_w)
+
 
 class HorizontalFlip:
     """Mirror left-right with probability ``p`` per example."""
@@ -99,8 +123,16 @@ class HorizontalFlip:
         return {"flip": torch.rand(n, generator=generator) < self.p}
 
     def apply(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        _is_mask(x)  # refuses (N, 4) boxes, whose row a flip would reverse: they go through apply_boxes
         flip = params["flip"].to(x.device).view(-1, *([1] * (x.ndim - 1)))
         return torch.where(flip, x.flip(-1), x)
+
+    def apply_boxes(self, params: dict[str, torch.Tensor], boxes: torch.Tensor,
+                    size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """x1' = W - x2 and x2' = W - x1 where the example is mirrored; y unchanged."""
+        w = size[1]
+        mirrored = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], dim=1)
+        return torch.where(params["flip"].to(boxes.device)[:, None], mirrored, boxes), size
 
 
 class RandomResizedCrop:
@@ -142,6 +174,17 @@ class RandomResizedCrop:
             out = out.round_().clamp_(0, 255 if x.dtype == torch.uint8 else None).to(x.dtype)
         return out[:, 0] if mask else out
 
+    def apply_boxes(self, params: dict[str, torch.Tensor], boxes: torch.Tensor,
+                    size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The inverse of ``apply``'s sampling map (output u in [-1, 1] reads input bw * u + cx), clipped."""
+        h, w = size
+        out_h, out_w = self.size or (h, w)
+        p = {key: value.to(boxes.device, boxes.dtype)[:, None] for key, value in params.items()}
+        x = ((2 * boxes[:, 0::2] / w - 1) - p["cx"]) / p["bw"]  # (N, 2): x1, x2 in the output's [-1, 1]
+        y = ((2 * boxes[:, 1::2] / h - 1) - p["cy"]) / p["bh"]
+        x, y = (x + 1) / 2 * out_w, (y + 1) / 2 * out_h
+        return clip_boxes(torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1), (out_h, out_w)), (out_h, out_w)
+
 
 class Compose:
     """Transforms in order; ``sample`` returns one parameter set per transform."""
@@ -157,6 +200,13 @@ class Compose:
             x = t.apply(p, x)
         return x
 
+    def apply_boxes(self, params: list[dict[str, torch.Tensor]], boxes: torch.Tensor,
+                    size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Boxes through every transform in order; returns them with the final (H, W)."""
+        for t, p in zip(self.transforms, params, strict=True):
+            boxes, size = t.apply_boxes(p, boxes, size)
+        return boxes, size
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment one input (no paired inputs): sample and apply in one call."""
         return self.apply(self.sample(len(x), generator), x)
@@ -171,3 +221,4 @@ def random_translate(image_size: tuple[int, int]) -> RandomCrop:
 def default_augmentation(image_size: tuple[int, int]) -> Compose:
     """The standard training augmentation: ``random_translate`` plus a horizontal flip."""
     return Compose([random_translate(image_size), HorizontalFlip()])
+

@@ -24,6 +24,7 @@ _TASKS = {
     "denoise": "cnnlab.tasks.denoise:DenoiseTask",
     "inpaint": "cnnlab.tasks.inpaint:InpaintTask",
     "audio": "cnnlab.tasks.audio:AudioTask",
+    "localize": "cnnlab.tasks.localize:LocalizeTask",
 }
 
 
