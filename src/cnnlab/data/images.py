@@ -117,17 +117,12 @@ def crop_on_grid(arr: np.ndarray, size: tuple[int, int], cell: int = 16) -> np.n
     rows, cols = -(-h // cell), -(-w // cell)
     arr = np.pad(arr, ((0, 0), (0, rows * cell - h), (0, cols * cell - w)), mode="edge")
     out = np.full((c, *size), 128, dtype=np.uint8)
-    (sy, dy, ny), (sx, dx, nx) = (_centred(rows, size[0] // cell), _centred(cols, size[1] // cell))
+    from cnnlab.dct.layout import centred_window
+
+    (sy, dy, ny), (sx, dx, nx) = centred_window(rows, size[0] // cell), centred_window(cols, size[1] // cell)
     out[:, dy * cell:(dy + ny) * cell, dx * cell:(dx + nx) * cell] = \
         arr[:, sy * cell:(sy + ny) * cell, sx * cell:(sx + nx) * cell]
     return out
-
-
-def _centred(size: int, target: int) -> tuple[int, int, int]:
-    """(source start, destination start, length) in cells; the same rule as cnnlab.dct.layout.center_grid."""
-    from cnnlab.dct.layout import _overlap
-
-    return _overlap(size, target)
 
 
 def to_array(img: Image.Image, size: tuple[int, int], channels: int, fit_mode: str = "resize") -> np.ndarray:

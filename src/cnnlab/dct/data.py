@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlab.dct.layout import CHANNELS, ZIGZAG, chroma_to_420
-from cnnlab.dct.reader import Coefficients, JpegError, is_jpeg, read_coefficients
+from cnnlab.data.images import DataWarning, _progress
+from cnnlab.dct.layout import CHANNELS, ZIGZAG, centred_window, chroma_to_420
+from cnnlab.dct.reader import Coefficients, JpegError, file_bytes, read_coefficients
 from cnnlab.errors import CnnlabError
 
 CELL = 16  # pixels per packed cell: one 4:2:0 MCU
@@ -56,11 +57,9 @@ def packed(coefs: Coefficients, name: str = "<jpeg>", grid: tuple[int, int] | No
     from the quantised planes first and only it is dequantised and folded (3x faster on photos
     twice the crop's size: benchmarks/jpeg_read_bench.py).
     """
-    from cnnlab.dct.layout import _overlap
-
     rows, cols = -(-coefs.size[0] // CELL), -(-coefs.size[1] // CELL)
     gh, gw = grid or (rows, cols)
-    (sy, dy, ny), (sx, dx, nx) = _overlap(rows, gh), _overlap(cols, gw)
+    (sy, dy, ny), (sx, dx, nx) = centred_window(rows, gh), centred_window(cols, gw)
     out = np.zeros((CHANNELS, gh, gw), dtype=np.float32)
     q = coefs.qtables
     y = _window(coefs.planes[0], 2 * sy, 2 * sx, 2 * ny, 2 * nx) * q[0].astype(np.float32)[:, None, None]
@@ -104,10 +103,11 @@ def not_jpeg_error(path: Path) -> CnnlabError:
 def read_packed(path: Path, grid: tuple[int, int], allow_reencode: bool = False) -> tuple[torch.Tensor, bool]:
     """(float16 (384, *grid) input, whether the file was re-encoded) for one file. Raises JpegError
     for a JPEG the reader cannot read, CnnlabError for a non-JPEG without ``allow_reencode``."""
-    reencoded = not is_jpeg(path)
+    data = file_bytes(path)  # read once: the magic check and the decoder share it
+    reencoded = not data.startswith(b"\xff\xd8")
     if reencoded and not allow_reencode:
         raise not_jpeg_error(path)
-    coefs = read_coefficients(_reencoded(path) if reencoded else path, name=str(path))
+    coefs = read_coefficients(_reencoded(path) if reencoded else data, name=str(path))
     return packed(coefs, str(path), grid).to(torch.float16), reencoded
 
 
@@ -116,8 +116,6 @@ def read_many(paths: Sequence[Path], grid: tuple[int, int], *, strict: bool = Fa
     """Read files in a thread pool (the C reader releases the GIL): (float16 (M, 384, *grid), indices of
     the M files read, [(path, reason)] of the JPEGs skipped). A non-JPEG file is an error unless
     ``allow_reencode``; an unreadable JPEG is skipped, or an error with ``strict``."""
-    from cnnlab.data.images import _progress
-
     def one(path: Path) -> tuple[torch.Tensor, bool] | str:
         try:
             return read_packed(path, grid, allow_reencode)
@@ -140,14 +138,8 @@ def read_many(paths: Sequence[Path], grid: tuple[int, int], *, strict: bool = Fa
             advance()
     if reencoded:
         warnings.warn(f"re-encoded {reencoded} non-JPEG file(s) as JPEG quality {REENCODE_QUALITY} (--allow-reencode); "
-                      "their coefficients are not the original files'", _data_warning(), stacklevel=2)
+                      "their coefficients are not the original files'", DataWarning, stacklevel=2)
     return out[:len(kept)], kept, skipped
-
-
-def _data_warning() -> type[Warning]:
-    from cnnlab.data.images import DataWarning
-
-    return DataWarning
 
 
 def default_grid(sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:

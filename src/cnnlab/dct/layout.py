@@ -45,7 +45,7 @@ Y_CHANNELS = 256  # 64 coefficients x 4 (2x2 blocks folded into one 16-px cell)
 CHANNELS = 384  # Y, then Cb (64), then Cr (64)
 
 # JFIF (ITU-T T.871 section 7) full-range RGB -> YCbCr; the offsets (0, 128, 128) are added after.
-_RGB_TO_YCBCR = np.array([
+RGB_TO_YCBCR = np.array([
     [0.299, 0.587, 0.114],
     [-0.299 / 1.772, -0.587 / 1.772, 0.5],
     [0.5, -0.587 / 1.402, -0.114 / 1.402],
@@ -123,7 +123,7 @@ def rgb_to_ycbcr(rgb: np.ndarray, clip: bool = True) -> np.ndarray:
     rgb = np.asarray(rgb, dtype=np.float64)
     if rgb.shape[-1:] != (3,):
         raise CnnlabError(f"rgb has shape {rgb.shape}; give channels last, (..., 3)")
-    out = rgb @ _RGB_TO_YCBCR.T + _YCBCR_OFFSET
+    out = rgb @ RGB_TO_YCBCR.T + _YCBCR_OFFSET
     return np.clip(out, 0.0, 255.0) if clip else out
 
 
@@ -134,7 +134,7 @@ def ycbcr_to_rgb(ycbcr: np.ndarray, clip: bool = True) -> np.ndarray:
     ycbcr = np.asarray(ycbcr, dtype=np.float64)
     if ycbcr.shape[-1:] != (3,):
         raise CnnlabError(f"ycbcr has shape {ycbcr.shape}; give channels last, (..., 3)")
-    out = (ycbcr - _YCBCR_OFFSET) @ np.linalg.inv(_RGB_TO_YCBCR).T
+    out = (ycbcr - _YCBCR_OFFSET) @ np.linalg.inv(RGB_TO_YCBCR).T
     return np.clip(out, 0.0, 255.0) if clip else out
 
 
@@ -239,13 +239,14 @@ def center_grid(x: np.ndarray | torch.Tensor, grid: tuple[int, int]) -> np.ndarr
     out_shape = (*x.shape[:-2], gh, gw)
     out = torch.zeros(out_shape, dtype=x.dtype, device=x.device) if isinstance(x, torch.Tensor) \
         else np.zeros(out_shape, dtype=x.dtype)
-    (src_y, dst_y, n_y), (src_x, dst_x, n_x) = _overlap(h, gh), _overlap(w, gw)
+    (src_y, dst_y, n_y), (src_x, dst_x, n_x) = centred_window(h, gh), centred_window(w, gw)
     out[..., dst_y:dst_y + n_y, dst_x:dst_x + n_x] = x[..., src_y:src_y + n_y, src_x:src_x + n_x]
     return out
 
 
-def _overlap(size: int, target: int) -> tuple[int, int, int]:
-    """(source start, destination start, length) of the centred window of ``size`` in ``target``."""
+def centred_window(size: int, target: int) -> tuple[int, int, int]:
+    """(source start, destination start, length) of the centred window of ``size`` in ``target``: the one
+    centring rule of center_grid, the DCT reader's crop and RGB ``--fit crop``."""
     if size >= target:
         return (size - target) // 2, 0, target
     return 0, (target - size) // 2, size

@@ -95,11 +95,7 @@ def read_coefficients(source: str | os.PathLike | bytes, name: str | None = None
     if isinstance(source, bytes):
         data, name = source, name or "<bytes>"
     else:
-        name = name or str(source)
-        try:
-            data = Path(source).read_bytes()
-        except OSError as exc:
-            raise JpegError(f"cannot read {name}: {exc.strerror or exc}") from None
+        data, name = file_bytes(source, name), name or str(source)
     lib = _library()
     info = np.zeros(_INFO, dtype=np.int32)
     qt = np.zeros((4, 64), dtype=np.uint16)
@@ -123,10 +119,9 @@ def read_coefficients(source: str | os.PathLike | bytes, name: str | None = None
     )
 
 
-def is_jpeg(path: str | os.PathLike) -> bool:
-    """True when the file starts with the JPEG start-of-image marker (what the reader needs)."""
+def file_bytes(path: str | os.PathLike, name: str | None = None) -> bytes:
+    """The whole file, or a JpegError naming it (``name``, default the path) and the OS's reason."""
     try:
-        with open(path, "rb") as f:
-            return f.read(2) == b"\xff\xd8"
-    except OSError:
-        return False
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise JpegError(f"cannot read {name or path}: {exc.strerror or exc}") from None

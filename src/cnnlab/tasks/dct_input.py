@@ -121,13 +121,12 @@ class PixelsToDct(torch.nn.Module):
         super().__init__()
         import numpy as np
 
-        from cnnlab.dct.layout import ZIGZAG, dct_matrix
+        from cnnlab.dct.layout import RGB_TO_YCBCR, ZIGZAG, dct_matrix
 
         c = torch.from_numpy(dct_matrix()).float()
         basis = torch.einsum("vy,ux->vuyx", c, c).reshape(64, 64)  # natural (v*8+u) x pixel (y*8+x)
         self.register_buffer("basis", basis[torch.tensor(np.array(ZIGZAG))], persistent=False)
-        self.register_buffer("rgb_to_ycbcr", torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5],
-                                                           [0.5, -0.418688, -0.081312]]), persistent=False)
+        self.register_buffer("rgb_to_ycbcr", torch.tensor(RGB_TO_YCBCR, dtype=torch.float32), persistent=False)
 
     def _blocks(self, plane: torch.Tensor) -> torch.Tensor:
         """(N, H, W) pixels, level-shifted -> (N, 64, H/8, W/8) zig-zag coefficients."""
