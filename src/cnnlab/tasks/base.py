@@ -54,7 +54,7 @@ class Meter(ABC):
 class ScoreSumsMeter(Meter):
     """Running sums of per-image scores (``KEYS``), the loss and two counts: all images, and those
     whose batch carried a baseline. One state layout for the image-to-image meters that share it
-    (superres, inpaint): [loss_sum, count, baseline_count, *sums in KEYS order]."""
+    (superres, inpaint, localize): [loss_sum, count, baseline_count, *sums in KEYS order]."""
 
     KEYS: ClassVar[tuple[str, ...]] = ()
 

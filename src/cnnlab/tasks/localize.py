@@ -39,7 +39,7 @@ from torch import nn
 
 from cnnlab.data.bundle import Split
 from cnnlab.errors import CnnlabError
-from cnnlab.tasks.base import Augment, Batch, Meter, Task
+from cnnlab.tasks.base import Augment, Batch, ScoreSumsMeter, Task
 
 BOX = 4  # output columns of the box
 
@@ -84,15 +84,15 @@ def normalised(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ meter
-class LocalizeMeter(Meter):
-    """Sums of IoU, IoU >= 0.5 hits, class hits, and the same for the whole-image and CAM boxes."""
+class LocalizeMeter(ScoreSumsMeter):
+    """Sums of IoU, IoU >= 0.5 hits, class hits, and the same for the whole-image and CAM boxes.
+    ScoreSumsMeter's ``baseline_count`` counts the images that came with CAM boxes (evaluation only)."""
 
     KEYS = ("iou", "acc50", "top1", "baseline_iou", "baseline_acc50", "cam_iou", "cam_acc50")
 
     def __init__(self, classes: int) -> None:
+        super().__init__()
         self.classes = classes
-        self.sums = dict.fromkeys(self.KEYS, 0.0)
-        self.loss_sum, self.count, self.cam_count = 0.0, 0, 0
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
                batch: Batch | None = None) -> None:
@@ -105,7 +105,7 @@ class LocalizeMeter(Meter):
             self.sums["top1"] += float((outputs[:, BOX:width].argmax(dim=1) == targets[:, BOX].long()).sum())
         if outputs.shape[1] == width + BOX:  # the CAM boxes ``forward`` appended (evaluation only)
             self._add("cam_", outputs[:, width:], true)
-            self.cam_count += len(targets)
+            self.baseline_count += len(targets)
         self.loss_sum += float(loss) * len(targets)
         self.count += len(targets)
 
@@ -120,17 +120,9 @@ class LocalizeMeter(Meter):
         if self.classes:
             found["top1"] = self.sums["top1"] / n
         found.update({k: self.sums[k] / n for k in ("baseline_iou", "baseline_acc50")})
-        if self.cam_count:
-            found.update({k: self.sums[k] / self.cam_count for k in ("cam_iou", "cam_acc50")})
+        if self.baseline_count:
+            found.update({k: self.sums[k] / self.baseline_count for k in ("cam_iou", "cam_acc50")})
         return found
-
-    def state(self) -> torch.Tensor:
-        values = [self.loss_sum, self.count, self.cam_count, *(self.sums[k] for k in self.KEYS)]
-        return torch.tensor(values, dtype=torch.float64)
-
-    def load_state(self, sums: torch.Tensor) -> None:
-        self.loss_sum, self.count, self.cam_count = float(sums[0]), int(sums[1]), int(sums[2])
-        self.sums = {k: float(v) for k, v in zip(self.KEYS, sums[3:].tolist(), strict=True)}
 
 
 class ClassLogit:
