@@ -45,6 +45,8 @@ RUNS = {  # task -> `cnnlab train TASK` arguments of the run the cases copy
     "audio": ["--data", "builtin:tones?n=16&duration=0.25&sample_rate=4000", "--window", "0.25"],
     "denoise": ["--data", "builtin:shapes?n=12&size=32", "--model", "unet_small", "--patch", "16"],
     "inpaint": ["--data", "builtin:shapes?n=12&size=32", "--model", "unet_small", "--patch", "16", "--hole", "2-6"],
+    "compress": ["--data", "builtin:shapes?n=12&size=32", "--model", "compress_small", "--patch", "16",
+                 "--model-arg", "width=8", "--model-arg", "latent=4"],
 }
 
 
@@ -1160,6 +1162,58 @@ def eval_inpaint_on_zero_byte_images(ws: Workspace) -> list[str]:
 @error("model.safetensors")
 def export_denoise_model_truncated(ws: Workspace) -> list[str]:
     return ["export", str(cut_model(ws, "denoise")), "--format", "onnx"]
+
+
+# --- compress and decompress: options, runs of other tasks, refused files ---------------------------
+def train_compress(ws: Workspace, *extra: str) -> list[str]:
+    return ["train", "compress", "--data", str(ws.photos("data")), "--out", str(ws.root / "out"),
+            "--model-arg", "width=8", "--model-arg", "latent=4", *QUICK, *extra]
+
+
+def packed(ws: Workspace, run: Path | None = None) -> Path:
+    """photo.png compressed with the compress run (or ``run``) into packed/photo.cnlc."""
+    code, _, err = invoke(["compress", str(run or ws.run("compress")), str(ws.image("photo.png", size=32)),
+                           "--out", str(ws.root / "packed")])
+    assert code == 0, err
+    return ws.root / "packed" / "photo.cnlc"
+
+
+@error("lmbda=-1", "> 0")
+def train_compress_lmbda_negative(ws: Workspace) -> list[str]:
+    return train_compress(ws, "--patch", "16", "--task-arg", "lmbda=-1")
+
+
+@error("--patch 20", "multiple of 16")
+def train_compress_patch_off_the_latent_grid(ws: Workspace) -> list[str]:
+    return train_compress(ws, "--patch", "20")
+
+
+@error("'classify' run", "cnnlab train compress")
+def compress_with_a_classify_run(ws: Workspace) -> list[str]:
+    return ["compress", str(ws.run("classify")), str(ws.image("photo.png", size=32)), "--out", str(ws.root / "p")]
+
+
+@error("photo.cnlc", "truncated")
+def decompress_truncated_file(ws: Workspace) -> list[str]:
+    file = ws.truncated(packed(ws), 0.7)
+    return ["decompress", str(ws.run("compress")), str(file), "--out", str(ws.root / "unpacked")]
+
+
+@error("photo.cnlc", "another model")
+def decompress_file_of_another_run(ws: Workspace) -> list[str]:
+    from safetensors.torch import load_file, save_file
+
+    other = ws.root / "other_run"
+    shutil.copytree(ws.run("compress"), other)
+    weights = load_file(other / "model.safetensors")
+    weights["decoder.0.bias"] = weights["decoder.0.bias"] + 0.01  # another run's weights
+    save_file(weights, str(other / "model.safetensors"))
+    return ["decompress", str(other), str(packed(ws)), "--out", str(ws.root / "unpacked")]
+
+
+@error("photo.png", "not a cnnlab compressed file")
+def decompress_a_png(ws: Workspace) -> list[str]:
+    return ["decompress", str(ws.run("compress")), str(ws.image("photo.png", size=32)), "--out", str(ws.root / "u")]
 
 
 # --- the runner ---------------------------------------------------------------------------------------

@@ -113,7 +113,6 @@ def test_user_errors_are_one_clear_message(run_dir, tmp_path) -> None:
     runner = CliRunner()
     cases = [
         (["train", "clasify", *TINY, "--out", str(tmp_path / "a")], "did you mean: classify"),
-        (["train", "compress", *TINY, "--out", str(tmp_path / "a")], "not available yet"),
         (["train", "segment", *TINY, "--out", str(tmp_path / "a")], "per-pixel class logits; pick a segment model"),
         (["train", "classify", *TINY, "--scale", "3", "--out", str(tmp_path / "a")], "has no option --scale"),
         (["train", "classify", *TINY, "--model", "mini_xceptio", "--out", str(tmp_path / "a")],

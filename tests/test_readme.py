@@ -44,7 +44,7 @@ SKIPPED = {
     "torchrun --standalone": "test_cli_train.test_torchrun_two_processes_on_cpu runs it on tiny settings",
 }
 TINY_TRAIN = {"--epochs": "1", "--limit": "48", "--batch-size": "8", "--precision": "fp32", "--threads": "1"}
-TINY_PATCH = {"segment": "32", "superres": "24"}
+TINY_PATCH = {"segment": "32", "superres": "24", "compress": "32"}
 
 
 def readme_steps() -> list[tuple[str, str]]:

@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("export", "export", "Export a run directory's model (ONNX)."),
     "explain": ("explain", "explain", "Feature maps, filter visualisation and CAMs for a run."),
     "report": ("report", "report", "Write a self-contained HTML report for a run directory."),
+    "compress": ("compress", "compress", "Compress images into real files with a `compress` run."),
+    "decompress": ("compress", "decompress", "Rebuild images from files written by `cnnlab compress`."),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from cnnlab.errors import CnnlabError
@@ -38,3 +39,16 @@ def parse_key_values(pairs: tuple[str, ...], option: str, example: str) -> dict[
                                   f"write lists like {option} widths=[16,32]") from None
             kwargs[key] = text
     return kwargs
+
+
+def echo_rows(rows: list[dict[str, Any]], fmt: str, line: Callable[[dict[str, Any]], str], summary: str) -> None:
+    """Print the rows of a per-file command: all of them as JSON, or one `line` each and a `summary` on stderr
+    (so that `--format table | grep` sees only the rows)."""
+    import click
+
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(line(row))
+    click.echo(summary, err=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from cnnlab.cli._options import INFERENCE_PRECISIONS
+from cnnlab.cli._options import INFERENCE_PRECISIONS, echo_rows
 
 
 def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
@@ -99,12 +99,9 @@ def predict(run: Path, inputs: tuple[str, ...], top_k: int | None, tile: int | N
         _write_classes(rows, target, fmt)
         return
     rows = loaded.task.predict_files(loaded, list(inputs), out, options)
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        click.echo(f"{row['path']} -> {', '.join(str(v) for k, v in row.items() if k in ('mask', 'overlay', 'output'))}")
-    click.echo(f"wrote predictions for {len(rows)} image(s) into {out}", err=True)
+    echo_rows(rows, fmt, lambda row: f"{row['path']} -> "
+              f"{', '.join(str(v) for k, v in row.items() if k in ('mask', 'overlay', 'output'))}",
+              f"wrote predictions for {len(rows)} image(s) into {out}")
 
 
 def _write_classes(rows: list[dict[str, Any]], target: tuple[Path, str] | None, fmt: str) -> None:

@@ -10,6 +10,7 @@ import line here.
 from cnnlab.models import (
     audio,  # noqa: F401
     cifar_fast,  # noqa: F401
+    compress,  # noqa: F401
     dct,  # noqa: F401
     encoder_decoder,  # noqa: F401
     inception,  # noqa: F401

@@ -23,8 +23,9 @@ _TASKS = {
     "superres": "cnnlab.tasks.superres:SuperResTask",
     "denoise": "cnnlab.tasks.denoise:DenoiseTask",
     "inpaint": "cnnlab.tasks.inpaint:InpaintTask",
-    "audio": "cnnlab.tasks.audio:AudioTask",
+    "compress": "cnnlab.tasks.compress:CompressTask",
     "localize": "cnnlab.tasks.localize:LocalizeTask",
+    "audio": "cnnlab.tasks.audio:AudioTask",
 }
 
 
