@@ -47,6 +47,8 @@ def test_demo_refuses_a_folder_holding_another_run(tmp_path) -> None:
     ("superres", "validation PSNR (dB)", "curves.png"),
     ("denoise", "validation PSNR (dB)", "samples/val_0.png"),
     ("inpaint", "validation hole PSNR (dB)", "samples/masks/val_0.png"),
+    ("localize", "validation mean IoU", "samples/circle_0.png"),
+    ("compress", "validation PSNR (dB)", "samples/val_0.png"),
 ])
 def test_demo_of_each_image_to_image_task(task: str, headline: str, extra: str, tmp_path) -> None:
     out = tmp_path / task
@@ -57,6 +59,15 @@ def test_demo_of_each_image_to_image_task(task: str, headline: str, extra: str, 
         assert (out / name).is_file(), name
     assert headline in result.output and f"--out {out}/predicted" in result.output
     assert json.loads((out / "config.json").read_text())["task"] == task
+    if task == "compress":  # the extra line it prints writes real files, and they decode
+        import shlex
+
+        line = next(ln.strip() for ln in result.output.splitlines() if ln.strip().startswith("cnnlab compress"))
+        packed = CliRunner().invoke(cli, shlex.split(line.split("(")[0])[1:])
+        assert packed.exit_code == 0, packed.output
+        unpacked = CliRunner().invoke(cli, ["decompress", str(out), str(out / "packed"), "--out", str(out / "back")])
+        assert unpacked.exit_code == 0 and len(list((out / "back").glob("*.png"))) == len(
+            list((out / "samples").glob("*.png"))), unpacked.output
 
 
 def test_demo_of_audio_and_its_next_steps_run(tmp_path) -> None:

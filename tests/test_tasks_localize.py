@@ -160,6 +160,19 @@ def test_loss_falls_and_cam_boxes_beat_chance_and_random_weights(tmp_path) -> No
     control = inside_rate(random_model)
     assert trained > chance + 0.25 and trained > control + 0.15, (trained, chance, control)
 
+    # the report's panels: true | box head | CAM box, with the box head's IoU on the first image
+    import re
+
+    from cnnlab.app.report import write_report
+
+    page = write_report(result.run_dir, samples=2, filter_channels=2, filter_steps=1).read_text()
+    found = [float(v) for v in re.findall(r"box head IoU ([0-9.]+)", page)]
+    with torch.no_grad():
+        head = run.task.predict(run.model(x[:1]))[:, :4]
+    expected = float(box_iou(head, truth[:1] / 32))
+    assert len(found) == 2 and found[0] == pytest.approx(expected, abs=0.006), (found, expected)
+    assert "box read off Grad-CAM (blue)" in page and len(re.findall(r"CAM box IoU", page)) == 2
+
 
 def test_task_options_are_checked() -> None:
     with pytest.raises(CnnlabError, match="cam_threshold"):

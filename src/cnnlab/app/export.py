@@ -85,7 +85,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int =
                 quiet = contextlib.redirect_stdout(io.StringIO())  # it prints its progress on stdout
                 with quiet:
                     torch.onnx.export(wrapped, (example,), str(tmp), input_names=[input_name], output_names=[name],
-                                      dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
+                                      dynamic_shapes=({0: torch.export.Dim("batch")},),  # by position: the input's name is the task's
                                       opset_version=opset, dynamo=True, verbose=False)
             else:
                 torch.onnx.export(wrapped, (example,), str(tmp), input_names=[input_name], output_names=[name],

@@ -43,6 +43,18 @@ DEMOS: dict[str, dict[str, Any]] = {
                 "augment": "flip", "images": 2000, "size": 64, "epochs": 4,
                 "task_options": {"hole": [4, 16], "patch": 48}, "about": "64x64 scenes with holes",
                 "headline": "psnr", "title": "validation hole PSNR (dB)", "explain": "activations"},
+    # one box (and class) per 32x32 shapes image, mini_xception at the classify demo's widths; beside it the
+    # boxes read off the same model's Grad-CAM and the whole-image baseline
+    "localize": {"model": "mini_xception", "model_kwargs": {"widths": list(DEMO_WIDTHS)}, "batch_size": 64,
+                 "lr": 3e-3, "warmup": 0.15, "augment": "flip-crop", "images": 4000, "size": 32, "epochs": 8,
+                 "about": "images of 6 shapes with their boxes", "headline": "iou", "title": "validation mean IoU",
+                 "explain": "gradcam"},
+    # the factorized-prior compressor on 64x64 scenes, 48-pixel patches, beside JPEG at no more bits
+    "compress": {"model": "compress_small", "model_kwargs": {"init_scale": 1.0}, "batch_size": 16, "lr": 1e-3,
+                 "warmup": 0.05, "augment": "flip", "images": 2000, "size": 64, "epochs": 4,
+                 "task_options": {"lmbda": 0.01, "patch": 48}, "about": "64x64 scenes, compressed",
+                 "headline": "psnr", "title": "validation PSNR (dB)", "explain": "activations",
+                 "next": "cnnlab compress {out} {samples} --out {out}/packed   (real files, then `cnnlab decompress`)"},
     # M5 on raw waveforms of 8 procedural sound classes (tones, chords, chirps, clicks, AM/FM, noise)
     "audio": {"model": "m5", "model_kwargs": {}, "batch_size": 32, "lr": 3e-3, "warmup": 0.1, "augment": "auto",
               "images": 2000, "size": None, "epochs": 6, "data": "builtin:tones?n={images}",
@@ -148,6 +160,8 @@ def demo(task: str, out: Path | None, epochs: int | None, images: int | None, si
     cnnlab demo --task superres     an EDSR-style network upscales x2, beside bicubic
     cnnlab demo --task denoise      a small U-Net removes sigma 25 noise, beside the noisy input
     cnnlab demo --task inpaint      a small U-Net fills holes, beside a diffusion fill
+    cnnlab demo --task localize     mini_xception draws one box per image, beside its Grad-CAM boxes
+    cnnlab demo --task compress     an auto-encoder compresses scenes into real bits, beside JPEG
     cnnlab demo --task audio        M5 classifies raw waveforms of 8 sound classes
     """
     import time
@@ -200,5 +214,6 @@ def demo(task: str, out: Path | None, epochs: int | None, images: int | None, si
                   f"  cnnlab eval {out} --data '{cfg.data}' --json\n"
                   f"  {predict}\n"
                   f"{explain}"
+                  + (f"  {preset['next'].format(out=out, samples=samples)}\n" if "next" in preset else "") +
                   f"  cnnlab export {out} --format onnx\n"
                   "  cnnlab ops tour        (the exact arithmetic of one convolution, step by step)")

@@ -286,6 +286,39 @@ class LocalizeTask(Task):
         write_box_csv(rows, Path(out) / "boxes.csv")
         return rows
 
+    def report_samples(self, run: Any, split: Split | None, inputs: Any, source: str, samples: int,
+                       tmp: Path) -> str:
+        """Per sample, side by side: the true box (green), the box head's (red) and, with classes, the box
+        read off the Grad-CAM of the predicted class (blue: the weakly supervised baseline), each with its
+        IoU. Images passed with --inputs have no true box: they get the Grad-CAM table."""
+        import numpy as np
+
+        from cnnlab.render.report import img
+        from cnnlab.tasks import restore
+
+        if split is None:
+            return super().report_samples(run, split, inputs, source, samples, tmp)
+        batch = self.eval_batch(split.take(slice(0, min(samples, len(split)))))
+        images, size = batch["input"], tuple(batch["input"].shape[-2:])
+        outputs = self.forward(run.model, run.preprocess(images.to(run.device))).detach().float().cpu()
+        k = BOX + self.classes
+        scale = torch.tensor([size[1], size[0], size[1], size[0]], dtype=torch.float32)
+        true, pred = batch["target"][:, :BOX], self.predict(outputs[:, :k])[:, :BOX]
+        cam = outputs[:, k:k + BOX] if outputs.shape[1] > k else None
+        parts = []
+        for i, image in enumerate(images):
+            shown = [(true, (0, 200, 0), "true"), (pred, (255, 0, 0), "box head")]
+            shown += [(cam, (0, 90, 255), "CAM box")] if cam is not None else []
+            tiles = [torch.from_numpy(np.array(outlined(image, [((b[i] * scale).tolist(), colour, "")])))
+                     .permute(2, 0, 1).float() / 255 for b, colour, _ in shown]
+            path = restore.panels(tiles, tmp / f"localize_{i}.png")
+            ious = ", ".join(f"{name} IoU {float(box_iou(b[i:i + 1], true[i:i + 1])[0]):.2f}"
+                             for b, _, name in shown[1:])
+            label = f" ({run.class_names[int(outputs[i, BOX:k].argmax())]})" if self.classes else ""
+            parts.append(img(path, f"sample {i}") + f"<p>val {i}{label}: {ious}</p>")
+        return restore.section(source, "true box (green) | box head (red)" + (" | box read off Grad-CAM (blue)"
+                                                                             if cam is not None else "") + ".", parts)
+
     def options(self) -> dict[str, Any]:
         return {"l1": self.l1, "giou": self.giou, "box_weight": self.box_weight, "cam": self.cam,
                 "cam_threshold": self.cam_threshold, "cam_layer": self.cam_layer}
@@ -320,22 +353,30 @@ def box_augment(name: str) -> Augment:
     return augment
 
 
-def draw_box(image: torch.Tensor, box: list[float], label: str, path: Path) -> Path:
-    """uint8 (C, H, W) ``image`` with ``box`` (pixels) outlined in red and ``label`` above it, as a PNG."""
+def outlined(image: torch.Tensor, boxes: list[tuple[list[float], tuple[int, int, int], str]]) -> Any:
+    """uint8 (C, H, W) ``image`` as an RGB PIL image with each (box in pixels, colour, label) outlined."""
     import numpy as np
     from PIL import Image, ImageDraw
-
-    from cnnlab.files import atomic_write
 
     array = image.expand(3, -1, -1).permute(1, 2, 0).contiguous().numpy() if image.shape[0] == 1 \
         else image.permute(1, 2, 0).contiguous().numpy()
     pil = Image.fromarray(np.ascontiguousarray(array), "RGB")
     draw = ImageDraw.Draw(pil)
     line = max(1, round(min(pil.size) / 100))
-    # pixel-edge x2 is one past the last pixel; PIL's rectangle includes its end point
-    draw.rectangle([box[0], box[1], max(box[0], box[2] - 1), max(box[1], box[3] - 1)], outline=(255, 0, 0), width=line)
-    if label:
-        draw.text((box[0] + 2, max(0, box[1] - 11)), label, fill=(255, 0, 0))
+    for box, colour, label in boxes:
+        # pixel-edge x2 is one past the last pixel; PIL's rectangle includes its end point
+        draw.rectangle([box[0], box[1], max(box[0], box[2] - 1), max(box[1], box[3] - 1)], outline=colour,
+                       width=line)
+        if label:
+            draw.text((box[0] + 2, max(0, box[1] - 11)), label, fill=colour)
+    return pil
+
+
+def draw_box(image: torch.Tensor, box: list[float], label: str, path: Path) -> Path:
+    """uint8 (C, H, W) ``image`` with ``box`` (pixels) outlined in red and ``label`` above it, as a PNG."""
+    from cnnlab.files import atomic_write
+
+    pil = outlined(image, [(box, (255, 0, 0), label)])
     return atomic_write(path, lambda p: pil.save(p, format="PNG"))
 
 
