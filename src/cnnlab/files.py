@@ -71,3 +71,23 @@ def read_json(path: str | os.PathLike) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CnnlabError(f"{path} is damaged (not valid JSON: {exc}); restore it from a copy or train "
                           "a new run") from None
+
+
+def expand_inputs(paths: Any, find: Callable[[Path], list[Path]], what: str, kinds: str) -> list[Path]:
+    """Input files and folders -> files, in order: a folder stands for what ``find`` finds in it. A missing
+    path, a folder where ``find`` finds nothing, or no paths at all is an error that names ``what`` (plural
+    noun: 'images') and ``kinds`` (what such files look like: their extensions)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = find(p)
+            if not found:
+                raise CnnlabError(f"folder {p} holds no {what} ({kinds})")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise CnnlabError(f"input {p} does not exist; pass files or folders of {what} ({kinds})")
+    if not files:
+        raise CnnlabError(f"no input {what} given; pass files or folders of {what} ({kinds})")
+    return files

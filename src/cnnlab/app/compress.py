@@ -202,16 +202,7 @@ def decompress_files(run: Any, files: list[str], out: Path) -> list[dict[str, An
 
 def _compressed_files(names: list[str]) -> list[Path]:
     """The files named, with a folder standing for the .cnlc files in it (what `cnnlab compress --out` wrote)."""
-    paths = []
-    for name in names:
-        path = Path(name)
-        if path.is_dir():
-            found = sorted(path.glob(f"*{SUFFIX}"))
-            if not found:
-                raise CnnlabError(f"{path} holds no {SUFFIX} files; pass the folder `cnnlab compress --out` wrote")
-            paths.extend(found)
-        elif path.is_file():
-            paths.append(path)
-        else:
-            raise CnnlabError(f"{path} does not exist; pass the {SUFFIX} files `cnnlab compress` wrote, or their folder")
-    return paths
+    from cnnlab.files import expand_inputs
+
+    return expand_inputs(names, lambda folder: sorted(folder.glob(f"*{SUFFIX}")), f"{SUFFIX} files",
+                         "as `cnnlab compress` writes them")

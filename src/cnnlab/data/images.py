@@ -243,20 +243,9 @@ def probe_many(paths: Sequence[Path], strict: bool) -> tuple[list[int], list[tup
 
 
 def _expand(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    files = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = find_images(p)
-            if not found:
-                raise CnnlabError(f"folder {p} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise CnnlabError(f"input {p} does not exist; pass image files or folders of images")
-    if not files:
-        raise CnnlabError("no input images given; pass image files or folders of images")
-    return files
+    from cnnlab.files import expand_inputs
+
+    return expand_inputs(paths, find_images, "images", ", ".join(sorted(IMAGE_EXTENSIONS)))
 
 
 def load_images(paths: Iterable[str | os.PathLike], image_size: int | tuple[int, int] | None = None,

@@ -219,21 +219,14 @@ def warn_not_audio(other: Sequence[Path], root: Path) -> None:
 def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Files and folders (searched recursively for audio) -> audio files; non-audio files in folders
     are skipped with one warning, a missing path or a folder without audio is an error."""
-    files = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found, other = find_files(p)
-            warn_not_audio(other, p)
-            if not found:
-                raise CnnlabError(f"folder {p} holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise CnnlabError(f"input {p} does not exist; pass audio files or folders of audio files")
-    if not files:
-        raise CnnlabError("no input audio given; pass audio files or folders of audio files")
-    return files
+    from cnnlab.files import expand_inputs as expand
+
+    def find(folder: Path) -> list[Path]:
+        found, other = find_files(folder)
+        warn_not_audio(other, folder)
+        return found
+
+    return expand(paths, find, "audio files", ", ".join(sorted(AUDIO_EXTENSIONS)))
 
 
 def load_files(paths: Iterable[str | os.PathLike], sample_rate: int, channels: int
