@@ -29,8 +29,7 @@ import torch.nn.functional as F
 from cnnlab.data.bundle import Split
 from cnnlab.errors import CnnlabError
 from cnnlab.tasks import restore
-from cnnlab.tasks.base import Augment, Batch, ScoreSumsMeter, Task
-from cnnlab.tasks.patches import check_patch, random_patches
+from cnnlab.tasks.base import Augment, Batch, ScoreSumsMeter
 
 #: the model's latent is 1/16 of the image: patches on that grid waste no padding
 PATCH_MULTIPLE = 16
@@ -113,20 +112,14 @@ class CompressMeter(ScoreSumsMeter):
         return out
 
 
-class CompressTask(Task):
+class CompressTask(restore.PhotoTask):
     """Compress photos: rate (bits from the learned entropy model) + lambda x distortion (MSE)."""
 
     name = "compress"
     primary_metric = "loss"  # the rate-distortion objective: PSNR alone can rise by spending more bits
     directions = {"loss": "min", "bpp": "min", "psnr": "max", "jpeg_bpp": "min", "jpeg_psnr": "max"}
-    data_layout = "images"
     default_model = "compress_small"
-    normalize = False
-    default_augment = "flip"
-    writes_images = True
     output_name = "reconstruction_and_rate"
-    eval_fp32 = True  # rounding the latent and 8-bit PSNR both need fp32 outputs
-    report_items = 4
 
     def __init__(self, lmbda: float = 0.01, patch: int = 128) -> None:
         if isinstance(lmbda, bool) or not isinstance(lmbda, (int, float)) or not lmbda > 0:
@@ -148,18 +141,8 @@ class CompressTask(Task):
         wanted = (c + 1, h, w)
         return "" if tuple(output_size) == wanted else f"{wanted}: the reconstruction and the rate map"
 
-    def input_size(self, info: dict[str, Any]) -> tuple[int, int]:
-        return self.patch, self.patch
-
-    def check_data(self, info: dict[str, Any], train: Split, val: Split) -> None:
-        if "mask" in train:
-            raise CnnlabError("compress trains on plain images, not masks; pass a folder of photos")
-        check_patch(train.sizes(), self.patch)
-
     def train_batch(self, items: Split, generator: torch.Generator, augment: Augment | None) -> Batch:
-        images = random_patches(items, ("image",), self.patch, generator)["image"]  # (N, C, P, P) uint8
-        if augment is not None:
-            images = augment({"image": images}, {"image": "image"}, generator)["image"]
+        images = self.train_patches(items, generator, augment)  # (N, C, P, P) uint8
         return {"input": images, "target": images}
 
     def eval_batch(self, items: Split) -> Batch:

@@ -32,8 +32,7 @@ from cnnlab.data.bundle import Split
 from cnnlab.data.noise import NOISES, add_noise, image_generator, parse_range, uniform
 from cnnlab.errors import CnnlabError
 from cnnlab.tasks import restore
-from cnnlab.tasks.base import Augment, Batch, Meter, Task
-from cnnlab.tasks.patches import check_patch, random_patches
+from cnnlab.tasks.base import Augment, Batch, Meter
 
 #: added to the image-seeded generator, so denoise and inpaint draw differently from the same photo
 SALT = 1
@@ -75,21 +74,15 @@ def _level(value: tuple[float, float]) -> float | list[float]:
     return value[0] if value[0] == value[1] else [value[0], value[1]]
 
 
-class DenoiseTask(Task):
+class DenoiseTask(restore.PhotoTask):
     """Remove noise made on the fly from clean photos; the model predicts the noise."""
 
     name = "denoise"
     primary_metric = "psnr"
     directions = {"loss": "min", "psnr": "max", "baseline_psnr": "max"}
-    data_layout = "images"
     default_model = "unet_small"
-    normalize = False
     tta_modes = ("none", "flip")
-    default_augment = "flip"
-    writes_images = True
     output_name = "noise"
-    eval_fp32 = True
-    report_items = 4
 
     def __init__(self, sigma: float | str | list[float] = 25.0, noise: str = "gaussian", patch: int = 64,
                  peak: float | str | list[float] = 30.0) -> None:
@@ -111,14 +104,6 @@ class DenoiseTask(Task):
     def check_output(self, input_size: tuple[int, ...], output_size: tuple[int, ...], kwargs: dict[str, Any]) -> str:
         return "" if tuple(output_size) == tuple(input_size) else f"a {tuple(input_size)} noise estimate (the input's shape)"
 
-    def input_size(self, info: dict[str, Any]) -> tuple[int, int]:
-        return self.patch, self.patch
-
-    def check_data(self, info: dict[str, Any], train: Split, val: Split) -> None:
-        if "mask" in train:
-            raise CnnlabError("denoise trains on plain (clean) images, not masks; pass a folder of photos")
-        check_patch(train.sizes(), self.patch)
-
     def _noisy(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         sigma, peak = uniform(*self.sigma, generator), uniform(*self.peak, generator)
         return add_noise(clean, self.noise, sigma, peak, generator)
@@ -128,9 +113,7 @@ class DenoiseTask(Task):
         return {"input": noisy, "target": noisy - clean.float(), "clean": clean}
 
     def train_batch(self, items: Split, generator: torch.Generator, augment: Augment | None) -> Batch:
-        clean = random_patches(items, ("image",), self.patch, generator)["image"]  # (N, C, P, P) uint8
-        if augment is not None:
-            clean = augment({"image": clean}, {"image": "image"}, generator)["image"]
+        clean = self.train_patches(items, generator, augment)  # (N, C, P, P) uint8
         noisy = torch.stack([self._noisy(c, generator) for c in clean])  # (N, C, P, P) float, 0-255
         return self._batch(clean, noisy)
 

@@ -28,8 +28,7 @@ from cnnlab.data.holes import diffusion_fill, make_holes, punch
 from cnnlab.data.noise import image_generator, parse_range
 from cnnlab.errors import CnnlabError
 from cnnlab.tasks import restore, scores
-from cnnlab.tasks.base import Augment, Batch, ScoreSumsMeter, Task
-from cnnlab.tasks.patches import check_patch, random_patches
+from cnnlab.tasks.base import Augment, Batch, ScoreSumsMeter
 
 SALT = 2  # see cnnlab.tasks.denoise.SALT
 #: validation images whose diffusion fill is kept between epochs (~460 kB each for a BSDS photo)
@@ -114,22 +113,16 @@ def mask_for(image: Path, mask: str | None) -> Path:
     return root
 
 
-class InpaintTask(Task):
+class InpaintTask(restore.PhotoTask):
     """Fill holes punched on the fly into clean photos; the model sees the image and its hole mask."""
 
     name = "inpaint"
     primary_metric = "psnr"
     directions = {"loss": "min", "psnr": "max", "baseline_psnr": "max"}
-    data_layout = "images"
     default_model = "unet_small"
-    normalize = False
     tta_modes = ("none", "flip")
-    default_augment = "flip"
-    writes_images = True
     input_name = "images_and_mask"
     output_name = "image"
-    eval_fp32 = True
-    report_items = 4
 
     def __init__(self, hole: int | str | tuple[int, int] | list[int] = (8, 32), cover: float = 0.2, patch: int = 96,
                  valid_weight: float = 0.1) -> None:
@@ -163,15 +156,6 @@ class InpaintTask(Task):
         want = (input_size[0] - 1, *input_size[1:])
         return "" if tuple(output_size) == want else f"a {want} image (the input's channels, without the mask)"
 
-    def input_size(self, info: dict[str, Any]) -> tuple[int, int]:
-        return self.patch, self.patch
-
-    def check_data(self, info: dict[str, Any], train: Split, val: Split) -> None:
-        if "mask" in train:
-            raise CnnlabError("inpaint trains on plain photos (it makes its own holes), not masks; pass a folder "
-                              "of photos")
-        check_patch(train.sizes(), self.patch)
-
     def _batch(self, images: list[torch.Tensor], generators: list[torch.Generator]) -> Batch:
         masks = torch.stack([make_holes(tuple(im.shape[-2:]), self.hole, self.cover, g)
                              for im, g in zip(images, generators, strict=True)])  # (N, H, W) bool
@@ -180,9 +164,7 @@ class InpaintTask(Task):
         return {"input": punch(clean, masks), "target": target}
 
     def train_batch(self, items: Split, generator: torch.Generator, augment: Augment | None) -> Batch:
-        clean = random_patches(items, ("image",), self.patch, generator)["image"]  # (N, C, P, P) uint8
-        if augment is not None:
-            clean = augment({"image": clean}, {"image": "image"}, generator)["image"]
+        clean = self.train_patches(items, generator, augment)  # (N, C, P, P) uint8
         return self._batch(list(clean), [generator] * len(clean))
 
     def eval_batch(self, items: Split) -> Batch:

@@ -1,4 +1,5 @@
-"""What the restoration tasks (denoise, inpaint) share: whole items as one batch, 8-bit PSNR, the
+"""What the tasks that learn from plain photos share (denoise, inpaint, compress): ``PhotoTask`` (random
+patches for training, whole images for validation, fp32 outputs scored on 8-bit levels), 8-bit PSNR, the
 report's side-by-side panels, and the predict options for tiled inference."""
 
 from __future__ import annotations
@@ -9,12 +10,45 @@ from typing import Any
 import torch
 
 from cnnlab.data.bundle import Split
+from cnnlab.errors import CnnlabError
 from cnnlab.tasks import scores
+from cnnlab.tasks.base import Augment, Task
+from cnnlab.tasks.patches import check_patch, random_patches
 
 #: predict's tile size and context in input pixels (whole 481x321 photos fit one tile)
 PREDICT_OPTIONS = {"tile": 512, "overlap": 48}
 #: the side of the centre crop each report panel shows
 PANEL = 160
+
+
+class PhotoTask(Task):
+    """A task that makes its own inputs and targets from plain photos (``images`` data, no masks): it
+    trains on random ``patch`` crops and validates on whole images, in fp32 (its scores are on 8-bit
+    levels), with pixels in [0, 1] (no mean/std: the outputs are pixels too)."""
+
+    data_layout = "images"
+    normalize = False
+    default_augment = "flip"
+    writes_images = True
+    eval_fp32 = True
+    report_items = 4
+    patch: int  # set by the subclass's __init__
+
+    def input_size(self, info: dict[str, Any]) -> tuple[int, int]:
+        return self.patch, self.patch
+
+    def check_data(self, info: dict[str, Any], train: Split, val: Split) -> None:
+        if "mask" in train:
+            raise CnnlabError(f"{self.name} trains on plain photos (it makes its own inputs from them), not masks; "
+                              "pass a folder of photos")
+        check_patch(train.sizes(), self.patch)
+
+    def train_patches(self, items: Split, generator: torch.Generator, augment: Augment | None) -> torch.Tensor:
+        """uint8 (N, C, P, P): one random ``patch`` crop of each item, augmented."""
+        clean = random_patches(items, ("image",), self.patch, generator)["image"]
+        if augment is not None:
+            clean = augment({"image": clean}, {"image": "image"}, generator)["image"]
+        return clean
 
 
 def images_of(items: Split) -> list[torch.Tensor]:
