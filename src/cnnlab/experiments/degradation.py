@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from cnnlab.experiments.record import write_record
-from cnnlab.experiments.training import TrainedRun, noise_band, percent, plural, train_models
+from cnnlab.experiments.training import TrainedRun, compared_runs, noise_band, percent, plural
 
 MODELS = ("plain20", "plain56", "resnet20", "resnet56")
 RECIPE = "degradation"
@@ -145,17 +145,15 @@ def run(data: str, out: str | Path, overrides: dict[str, Any] | None = None, *,
         console: Console | None = None, progress: bool = True) -> dict[str, Any]:
     """Train the four networks into ``OUT/<model>``, then write ``OUT/degradation.png`` and
     ``OUT/degradation.json``; returns the record (its ``table`` and ``findings`` are what to print)."""
-    out = Path(out)
-    trained = train_models(MODELS, data, out, RECIPE, overrides or {}, console=console, progress=progress)
-    runs = {r.model: r for r in trained}
-    plot(runs, out / PLOT)
+    runs, settings = compared_runs(MODELS, data, out, RECIPE, overrides, console, progress)
+    trained = list(runs.values())
+    plot(runs, Path(out) / PLOT)
     record = {
         "experiment": "degradation",
         "title": "Degradation: plain vs residual networks at 20 and 56 layers",
         "shows": ("He et al. (2016), figure 1 at small scale: a deeper plain network has a higher training "
                   "error than a shallower one, while the same depth with residual shortcuts trains better."),
-        "settings": {"data": data, "recipe": RECIPE, **{k: v for k, v in (overrides or {}).items() if v is not None},
-                     "epochs": len(trained[0].history)},
+        "settings": settings,
         "table": table(runs),
         "findings": findings(runs),
         "plots": [PLOT],

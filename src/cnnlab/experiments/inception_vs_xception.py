@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from cnnlab.experiments.record import write_record
-from cnnlab.experiments.training import TrainedRun, noise_band, percent, plural, train_models
+from cnnlab.experiments.training import TrainedRun, compared_runs, noise_band, percent, plural
 
 MODELS = ("inception_small", "xception_small")
 RECIPE = "inception-vs-xception"
@@ -129,18 +129,16 @@ def run(data: str, out: str | Path, overrides: dict[str, Any] | None = None, *,
         console: Console | None = None, progress: bool = True) -> dict[str, Any]:
     """Train both networks into ``OUT/<model>``, then write ``OUT/inception_vs_xception.png`` and
     ``.json``; returns the record."""
-    out = Path(out)
-    trained = train_models(MODELS, data, out, RECIPE, overrides or {}, console=console, progress=progress)
-    runs = {r.model: r for r in trained}
-    plot(runs, out / PLOT)
+    runs, settings = compared_runs(MODELS, data, out, RECIPE, overrides, console, progress)
+    trained = list(runs.values())
+    plot(runs, Path(out) / PLOT)
     record = {
         "experiment": "inception-vs-xception",
         "title": "Inception vs Xception at equal parameter counts",
         "shows": ("Chollet (2017) re-run small: an Inception-v3-style net and an Xception-style net with the "
                   "same skeleton and parameter count, trained with one recipe; accuracy, training speed and "
                   "mult-adds side by side."),
-        "settings": {"data": data, "recipe": RECIPE, **{k: v for k, v in (overrides or {}).items() if v is not None},
-                     "epochs": len(trained[0].history)},
+        "settings": settings,
         "table": table(runs),
         "findings": findings(runs),
         "plots": [PLOT],

@@ -114,6 +114,15 @@ def train_models(models: Sequence[str], data: str, out: Path, recipe: str, overr
     return runs
 
 
+def compared_runs(models: Sequence[str], data: str, out: str | Path, recipe: str, overrides: dict[str, Any] | None,
+                  console: Console | None, progress: bool) -> tuple[dict[str, TrainedRun], dict[str, Any]]:
+    """What every comparison starts with: ``train_models``, the runs by model name, and the record's
+    ``settings`` (the data, the recipe, the options given, and the epochs trained)."""
+    trained = train_models(models, data, Path(out), recipe, overrides or {}, console=console, progress=progress)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return {r.model: r for r in trained}, {"data": data, "recipe": recipe, **given, "epochs": len(trained[0].history)}
+
+
 def noise_band(a: float, b: float, n: int) -> float:
     """About two standard errors of the gap between two rates (accuracies, errors) each measured on ``n``
     examples: a smaller gap is what drawing another ``n`` examples could give, so it names no winner.
