@@ -13,9 +13,27 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError, unknown
+
+
+class Backbone(nn.Module):
+    """The contract registered models keep (timm's): ``forward(x) == forward_head(forward_features(x))``.
+    Explain, localisation and feature extraction call the two halves on their own. A subclass defines
+    ``forward_features``, and a ``head`` module or its own ``forward_head``."""
+
+    head: nn.Module
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _TAGS: dict[str, tuple[str, ...]] = {}

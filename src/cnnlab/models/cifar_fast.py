@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.models._registry import register_model
+from cnnlab.models._registry import Backbone, register_model
 
 # CIFAR-10 training statistics, used until init_from_data measures the real data.
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -59,7 +59,7 @@ def _dirac_init(conv: nn.Conv2d) -> None:
         nn.init.dirac_(conv.weight[:n])
 
 
-class CifarFast(nn.Module):
+class CifarFast(Backbone):
     """airbench94's network. Input: float NCHW in [0, 1], 32x32 (other sizes work; the head pools globally)."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, widths: tuple[int, int, int] = (64, 256, 256),
@@ -109,9 +109,6 @@ class CifarFast(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(features) * self.scaling  # small logits at init, as airbench/hlb scale them
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _stats(values: tuple[float, ...], channels: int) -> list[float]:

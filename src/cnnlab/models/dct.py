@@ -62,7 +62,7 @@ from cnnlab.layers import (
     SeparableBlock,
     annotate_names,
 )
-from cnnlab.models._registry import register_model
+from cnnlab.models._registry import Backbone, register_model
 from cnnlab.models.resnet import basic_block, bottleneck_block
 
 DCT_CHANNELS = 384  # 256 folded Y + 64 Cb + 64 Cr
@@ -124,7 +124,7 @@ class LateConcatJoin(nn.Module):
         return self.merge(self.y_branch(y), self.chroma_branch(chroma))
 
 
-class DctNet(nn.Module):
+class DctNet(Backbone):
     """``join`` (packed DCT -> one feature map), ``stem``, ``stages``, global-average-pool classifier."""
 
     def __init__(self, join: nn.Module, stages: nn.Sequential, num_features: int, num_classes: int, *,
@@ -141,11 +141,6 @@ class DctNet(nn.Module):
         """(N, 384, H/16, W/16) packed DCT -> (N, num_features, h, w); the join checks the layout."""
         return self.stages(self.stem(self.join(x)))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 # --- ResNet-50 pieces -------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import Concat, ConvNormAct, Residual, annotate_names
-from cnnlab.models._registry import register_model
+from cnnlab.models._registry import Backbone, register_model
 from cnnlab.ops.shape import conv_output_size, conv_transpose_output_size
 
 # (kernel, stride, padding) of every downsampling conv and every upsampling transposed conv. The size
@@ -125,7 +125,7 @@ class DecoderStage(nn.Module):
         return self.blocks(x)
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(Backbone):
     """Strided-conv encoder, transposed-conv decoder, optional U-Net skips, 1x1 classifier.
 
     Args:
@@ -153,7 +153,7 @@ class EncoderDecoder(nn.Module):
             for i in reversed(range(1, self.depth))
         )
         self.num_features = widths[0]
-        self.head = nn.Conv2d(widths[0], num_classes, 1)
+        self.head = nn.Conv2d(widths[0], num_classes, 1)  # logits per pixel: one linear map of the features
         annotate_names(self)
 
     def _encoder_stage(self, i: int, block: str, n: int) -> nn.Sequential:
@@ -184,12 +184,6 @@ class EncoderDecoder(nn.Module):
             x = stage(x, skip if self.skips else None)
         return x[..., :h, :w]  # crop the padding: (N, widths[0], H, W)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, widths[0], H, W) -> (N, num_classes, H, W) logits (a 1x1 conv, one linear map per pixel)."""
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model(tags=("segment", "lecture"))

@@ -38,7 +38,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import ClassifierHead, ConvNormAct, annotate_names
-from cnnlab.models._registry import register_model
+from cnnlab.models._registry import Backbone, register_model
 
 # Xception's blocks are reused as they are, so the twin is Xception's modules and nothing new.
 from cnnlab.models.xception import _down_block, _middle_block
@@ -79,7 +79,7 @@ def grid_reduction(in_ch: int, c: int) -> Towers:
     )
 
 
-class TwinNet(nn.Module):
+class TwinNet(Backbone):
     """The shared skeleton: stem, three stages (the last two open with a /2 reduction), GAP + linear.
 
     Args:
@@ -129,11 +129,6 @@ class TwinNet(nn.Module):
         """(N, C, H, W) -> (N, widths[-1], H/4, W/4) (H/8 with ``stem_stride=2``)."""
         return self.stages(self.stem(x))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model(tags=("classify", "cifar", "experiment"))

@@ -36,10 +36,10 @@ from cnnlab.layers import (
     SeparableBlock,
     annotate_names,
 )
-from cnnlab.models._registry import register_model
+from cnnlab.models._registry import Backbone, register_model
 
 
-class MiniXception(nn.Module):
+class MiniXception(Backbone):
     """Stem conv, one residual stage per width, global-average-pool classifier.
 
     Args:
@@ -79,12 +79,6 @@ class MiniXception(nn.Module):
         """(N, C, H, W) in [0, 1] -> (N, widths[-1], ~H/32, ~W/32)."""
         return self.stages(self.stem(self.rescale(x)))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, C, h, w) features -> (N, num_classes) logits."""
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model(tags=("classify", "small", "lecture"))

@@ -22,7 +22,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import ClassifierHead, ConvNormAct, PadShortcut, Residual, annotate_names
-from cnnlab.models._registry import register_model
+from cnnlab.models._registry import Backbone, register_model
 
 
 def basic_block(in_ch: int, width: int, stride: int, shortcut: str) -> Residual:
@@ -55,7 +55,7 @@ def _residual(main: nn.Module, in_ch: int, out_ch: int, stride: int, shortcut: s
 _BLOCKS = {"basic": (basic_block, 1), "bottleneck": (bottleneck_block, 4)}
 
 
-class ResNet(nn.Module):
+class ResNet(Backbone):
     """A stem, ``len(layers)`` stages of residual blocks (the first block of stages 2+ strides by 2), a head.
 
     Args:
@@ -100,11 +100,6 @@ class ResNet(nn.Module):
         """(N, C, H, W) -> (N, num_features, H/32, W/32) (ImageNet stem) or (N, 64, H/4, W/4) (CIFAR)."""
         return self.stages(self.stem(x))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _imagenet(block: str, layers: tuple[int, ...], num_classes: int, in_channels: int, **kwargs) -> ResNet:

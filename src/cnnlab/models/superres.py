@@ -32,7 +32,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import ConvNormAct, PixelShuffleUp, Rescale, Residual, annotate_names
-from cnnlab.models._registry import register_model
+from cnnlab.models._registry import Backbone, register_model
 
 # DIV2K's RGB training mean (the EDSR code's rgb_mean); other channel counts use the mid-grey 0.5.
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -72,7 +72,7 @@ def bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False)
 
 
-class ESPCN(nn.Module):
+class ESPCN(Backbone):
     """Shi et al. 2016: two tanh conv layers in LR space, then one sub-pixel conv layer."""
 
     def __init__(self, scale: int = 2, in_channels: int = 3) -> None:
@@ -92,9 +92,6 @@ class ESPCN(nn.Module):
         """(N, 32, h, w) -> conv to (N, C*s*s, h, w) -> pixel shuffle to (N, C, s*h, s*w)."""
         return self.upsample(features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 def res_block(width: int, res_scale: float) -> Residual:
     """EDSR's block: x + res_scale * conv(ReLU(conv(x))), no batch norm."""
@@ -102,7 +99,7 @@ def res_block(width: int, res_scale: float) -> Residual:
     return Residual(main, width, width)
 
 
-class EDSR(nn.Module):
+class EDSR(Backbone):
     """EDSR-baseline family: mean shift, head, residual body with its own skip, upsampler, tail.
 
     Args:
@@ -155,9 +152,6 @@ class EDSR(nn.Module):
         if self.global_skip:
             return out + bicubic(features[:, self.width :], self.scale)
         return out + self.mean
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model(tags=("superres", "paper"))

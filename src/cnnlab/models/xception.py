@@ -25,7 +25,7 @@ from cnnlab.layers import (
     SeparableBlock,
     annotate_names,
 )
-from cnnlab.models._registry import register_model
+from cnnlab.models._registry import Backbone, register_model
 
 _ORDER = "relu-conv-bn"  # Keras Xception: activation first, BN after the separable conv
 
@@ -45,7 +45,7 @@ def _middle_block(channels: int) -> Residual:
     return Residual(main, channels, channels)
 
 
-class Xception(nn.Module):
+class Xception(Backbone):
     """Entry, middle (``middle_blocks`` x 728) and exit flows; ``forward_features`` -> (N, 2048, h, w)."""
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, *, middle_blocks: int = 8,
@@ -75,11 +75,6 @@ class Xception(nn.Module):
         """(N, C, 299, 299) -> (N, 2048, 10, 10); any size >= 71 works."""
         return self.exit(self.middle(self.entry(self.stem(x))))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model(tags=("classify", "imagenet", "paper"))
