@@ -67,11 +67,11 @@ def load_like_run(run: Any, spec: str, limit: int | None) -> Any:
     """``spec`` loaded as the run loaded its data (its task's layout, split rule and seed, image size
     and data options), so that on the run's own data 'val' is the split it held out."""
     from cnnlab.data import load_data
+    from cnnlab.data.specs import options_for_other_data
 
     kwargs = loaded_as(run)
     if not same_spec(spec, run.config["data"]):
-        # the run's group split names its own data's speakers; other data is read by the label rule only
-        kwargs["options"] = {k: v for k, v in kwargs["options"].items() if k not in ("split_by", "val_groups")}
+        kwargs["options"] = options_for_other_data(kwargs["options"])
     return load_data(spec, run.config["task"], limit=limit, **kwargs)
 
 

@@ -87,6 +87,16 @@ def data_layout(task: str) -> str:
     return get_task(task).data_layout
 
 
+#: data options that name items of the data they were given for (a group split's groups): they do not
+#: carry over when a run reads other data (``cnnlab eval RUN --data OTHER``)
+OWN_DATA_OPTIONS = ("split_by", "val_groups")
+
+
+def options_for_other_data(options: dict[str, Any]) -> dict[str, Any]:
+    """A run's data options as they apply to other data: without those that name its own data's items."""
+    return {k: v for k, v in options.items() if k not in OWN_DATA_OPTIONS}
+
+
 def load_data(spec: str | os.PathLike, task: str = "classify", *, val_split: float = 0.1, seed: int = 0,
               image_size: int | tuple[int, int] | None = None, strict: bool = False,
               cache_dir: str | os.PathLike | None = None, limit: int | None = None,
