@@ -289,6 +289,9 @@ static inline __attribute__((always_inline)) int block_sequential(bits_t *b, fra
     return JDCT_OK;
 }
 
+/* The first AC scan of a progressive file. Its loop looks like the sequential one above, but that one
+ * is the hot path of baseline files: it has the 9-bit fast AC table and neither EOB runs nor the
+ * successive-approximation shift. One loop for both would test those per coefficient. */
 static inline __attribute__((always_inline)) int block_ac_first(bits_t *b, frame_t *f, scan_t *s, int16_t *blk, size_t stride) {
     if (s->eobrun > 0) {
         s->eobrun--;
