@@ -117,6 +117,9 @@ def test_user_errors_are_one_clear_message(run_dir, tmp_path) -> None:
         (["train", "classify", *TINY, "--scale", "3", "--out", str(tmp_path / "a")], "has no option --scale"),
         (["train", "classify", *TINY, "--model", "mini_xceptio", "--out", str(tmp_path / "a")],
          "did you mean: mini_xception"),
+        # past 12 models the error says where to see them all; the recipes are listed by name
+        (["train", "classify", *TINY, "--model", "zzz", "--out", str(tmp_path / "a")], "see `cnnlab models list`"),
+        (["train", "classify", *TINY, "--recipe", "zzz", "--out", str(tmp_path / "a")], "cifar10-fast, compress-bsds"),
         (["train", "classify", *TINY, "--out", str(run_dir)], "pass --resume to continue it, or choose a new --out"),
         (["train", "classify", *TINY, "--out", str(run_dir), "--resume", "--seed", "3"], "differs in seed: 0 -> 3"),
         (["eval", str(tmp_path / "missing"), "--data", "builtin:shapes"], "is not a run directory"),

@@ -20,9 +20,12 @@ def did_you_mean(name: str, options: Iterable[str], n: int = 3) -> str:
     return f" (did you mean: {', '.join(close)}?)" if close else ""
 
 
-def unknown(kind: str, name: str, options: Iterable[str]) -> CnnlabError:
-    """The standard 'unknown X' error: the name, close matches, and where to see every choice."""
+def unknown(kind: str, name: str, options: Iterable[str], where: str | None = None) -> CnnlabError:
+    """The standard 'unknown X' error: the name, close matches, and every choice, or (past 12 of them,
+    when there is a command that lists them) ``where`` to see them."""
     options = sorted(options)
     hint = did_you_mean(name, options)
-    listing = ", ".join(options) if len(options) <= 12 else f"{len(options)} choices"
+    if where is not None and len(options) > 12:
+        return CnnlabError(f"unknown {kind} {name!r}{hint}; {len(options)} choices: see {where}")
+    listing = ", ".join(options) if len(options) <= 40 else f"{len(options)} choices"
     return CnnlabError(f"unknown {kind} {name!r}{hint}; choose from: {listing}")

@@ -27,7 +27,7 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
     modules = dict(model.named_modules())
     modules.pop("", None)  # the root is the model itself, not a layer
     if name not in modules:
-        raise unknown("layer", name, modules)
+        raise unknown("layer", name, modules, "`cnnlab explain RUN --list-layers`")
     return modules[name]
 
 

@@ -71,7 +71,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model; ``None`` keyword arguments are dropped (builder defaults apply)."""
     _load_builtin_models()
     if name not in _BUILDERS:
-        raise unknown("model", name, _BUILDERS)
+        raise unknown("model", name, _BUILDERS, "`cnnlab models list`")
     for key in ("num_classes", "in_channels"):  # else torch fails later on a negative tensor dimension
         value = kwargs.get(key)
         if value is not None and not _positive_int(value):

@@ -119,7 +119,7 @@ def _fit(cfg: TrainConfig, resume: bool, on_step: Callable[[Position, float], No
     if cfg.model not in list_models():  # a typo is said before the data loads (10 s on CIFAR)
         from cnnlab.errors import unknown
 
-        raise unknown("model", cfg.model, list_models())
+        raise unknown("model", cfg.model, list_models(), "`cnnlab models list`")
     bundle = load_data(cfg.data, cfg.task, val_split=cfg.val_split, seed=cfg.seed, image_size=cfg.image_size,
                        strict=cfg.strict, limit=cfg.limit, options=cfg.data_options)
     info = bundle.info
