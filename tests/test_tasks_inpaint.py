@@ -115,6 +115,39 @@ def test_the_mask_reaches_the_model_as_its_last_channel() -> None:
     assert bool((filled[:, mask] == 1).all()) and torch.equal(filled[:, ~mask], image[:, ~mask].float() / 255)
 
 
+def test_prefill_diffusion_shows_the_baseline_in_the_holes_in_training_eval_and_predict() -> None:
+    g = torch.Generator().manual_seed(3)
+    items = Split({"image": [torch.randint(0, 256, (3, 40, 40), dtype=torch.uint8, generator=g) for _ in range(2)]})
+    task = get_task("inpaint", hole="4-10", cover=0.2, patch=32, prefill="diffusion")
+    batch = task.eval_batch(items)
+    masks = batch["target"][:, -1] > 0
+    for i in range(2):  # validation: the holes hold the diffusion fill (the baseline), known pixels the image
+        assert torch.equal(batch["input"][i, :3], batch["baseline"][i]), i
+        assert torch.equal(batch["input"][i, 3] > 0, masks[i])
+    train = task.train_batch(Split({"image": torch.stack(items["image"])}), torch.Generator().manual_seed(0), None)
+    clean, holes = train["target"][:, :3], train["target"][:, 3] > 0
+    assert torch.equal(train["input"][0, :3], diffusion_fill(clean[0], holes[0]))
+    assert not bool((train["input"][:, :3][holes.unsqueeze(1).expand_as(clean)] == HOLE_VALUE).all())
+
+    class ImagePart(torch.nn.Module):  # outputs what it was shown in the image channels
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return t[:, :3]
+
+    class FakeRun:  # predict shows the model the same thing
+        device = torch.device("cpu")
+        model = ImagePart()
+
+        @staticmethod
+        def preprocess(t: torch.Tensor) -> torch.Tensor:
+            return t.float() / 255
+
+    image, mask = items["image"][0], masks[0]
+    expected = diffusion_fill(image, mask).float() / 255
+    assert torch.allclose(task.fill(FakeRun(), image, mask)[:, mask], expected[:, mask])
+    with pytest.raises(CnnlabError, match="prefill=zeros is not a first fill"):
+        get_task("inpaint", prefill="zeros")
+
+
 def test_the_loss_is_l1_on_the_holes_plus_a_smaller_weight_on_the_rest() -> None:
     task = get_task("inpaint", valid_weight=0.1)
     clean = torch.full((1, 3, 4, 4), 51, dtype=torch.uint8)  # 0.2 on the [0, 1] scale

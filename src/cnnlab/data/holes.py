@@ -73,11 +73,12 @@ def make_holes(size: tuple[int, int], hole: tuple[int, int], cover: float, gener
     return torch.from_numpy(np.asarray(canvas) > 0)
 
 
-def punch(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def punch(image: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 (..., C, H, W) image and bool (..., H, W) mask -> the model's input (..., C + 1, H, W):
-    the image with its holes set to HOLE_VALUE (what was there is never shown), then the mask as 0/255."""
+    the image with its holes set to HOLE_VALUE, or to ``fill``'s pixels there (uint8, the image's shape:
+    a first guess such as the diffusion fill), then the mask as 0/255. What was in a hole is never shown."""
     holes = mask.unsqueeze(-3)  # (..., 1, H, W)
-    shown = torch.where(holes, torch.full_like(image, HOLE_VALUE), image)
+    shown = torch.where(holes, torch.full_like(image, HOLE_VALUE) if fill is None else fill, image)
     return torch.cat([shown, holes.to(torch.uint8) * 255], dim=-3)
 
 

@@ -4,8 +4,9 @@ Training cuts a random ``patch``, mirrors it, and punches holes drawn from the s
 until they cover ``cover`` of it, each shape's size drawn from the ``hole`` range in pixels. Validation
 images keep their size and get holes seeded from their own pixels (the same holes every epoch and run).
 
-The model gets C + 1 channels: the image with its holes set to mid-grey (what was there is never
-shown) and the hole mask (1 = hole), and outputs the C-channel image; the filled image keeps the known
+The model gets C + 1 channels: the image with its holes set to mid-grey (``prefill="grey"``) or to the
+diffusion fill (``prefill="diffusion"``: the model starts from the baseline's guess and learns what to
+change; what was there is never shown), and the hole mask (1 = hole), and outputs the C-channel image; the filled image keeps the known
 pixels and takes the model's only in the holes. Loss: L1 over the hole pixels plus ``valid_weight``
 times L1 over the rest (the known pixels are given, but learning to reproduce them keeps the output
 continuous across a hole's border). The target carries the mask as its last channel, because the loss
@@ -113,6 +114,10 @@ def mask_for(image: Path, mask: str | None) -> Path:
     return root
 
 
+#: what the model sees in the holes: mid-grey, or the diffusion fill (``cnnlab.data.holes``)
+PREFILLS = ("grey", "diffusion")
+
+
 class InpaintTask(restore.PhotoTask):
     """Fill holes punched on the fly into clean photos; the model sees the image and its hole mask."""
 
@@ -125,7 +130,11 @@ class InpaintTask(restore.PhotoTask):
     output_name = "image"
 
     def __init__(self, hole: int | str | tuple[int, int] | list[int] = (8, 32), cover: float = 0.2, patch: int = 96,
-                 valid_weight: float = 0.1) -> None:
+                 valid_weight: float = 0.1, prefill: str = "grey") -> None:
+        if prefill not in PREFILLS:
+            raise CnnlabError(f"--task-arg prefill={prefill} is not a first fill of the holes; use one of "
+                              f"{', '.join(PREFILLS)}")
+        self.prefill = prefill
         low, high = parse_range(hole, "--hole", "--hole 8-32 (pixels)", minimum=1)
         if low != int(low) or high != int(high):
             raise CnnlabError(f"--hole {hole} must be whole pixels, for example --hole 8-32")
@@ -156,12 +165,20 @@ class InpaintTask(restore.PhotoTask):
         want = (input_size[0] - 1, *input_size[1:])
         return "" if tuple(output_size) == want else f"a {want} image (the input's channels, without the mask)"
 
-    def _batch(self, images: list[torch.Tensor], generators: list[torch.Generator]) -> Batch:
+    def _batch(self, images: list[torch.Tensor], generators: list[torch.Generator],
+               fill: Any = diffusion_fill) -> Batch:
         masks = torch.stack([make_holes(tuple(im.shape[-2:]), self.hole, self.cover, g)
                              for im, g in zip(images, generators, strict=True)])  # (N, H, W) bool
         clean = torch.stack(images)  # (N, C, H, W) uint8
         target = torch.cat([clean, masks.unsqueeze(1).to(torch.uint8) * 255], dim=1)  # (N, C + 1, H, W)
-        return {"input": punch(clean, masks), "target": target}
+        return {"input": self._shown(clean, masks, fill), "target": target}
+
+    def _shown(self, clean: torch.Tensor, masks: torch.Tensor, fill: Any = diffusion_fill) -> torch.Tensor:
+        """The model's input for uint8 (N, C, H, W) images and their (N, H, W) holes: ``punch`` with the
+        holes grey, or holding ``fill(image, mask)`` (the diffusion fill) for ``prefill="diffusion"``."""
+        if self.prefill == "grey":
+            return punch(clean, masks)
+        return punch(clean, masks, torch.stack([fill(im, m) for im, m in zip(clean, masks, strict=True)]))
 
     def train_batch(self, items: Split, generator: torch.Generator, augment: Augment | None) -> Batch:
         clean = self.train_patches(items, generator, augment)  # (N, C, P, P) uint8
@@ -169,7 +186,7 @@ class InpaintTask(restore.PhotoTask):
 
     def eval_batch(self, items: Split) -> Batch:
         images = restore.images_of(items)
-        batch = self._batch(images, [image_generator(im, SALT) for im in images])
+        batch = self._batch(images, [image_generator(im, SALT) for im in images], self._baseline)
         masks = batch["target"][:, -1] > 0
         batch["baseline"] = torch.stack([self._baseline(im, m) for im, m in zip(images, masks, strict=True)])
         return batch
@@ -202,12 +219,13 @@ class InpaintTask(restore.PhotoTask):
         return outputs.float().clamp(0, 1)
 
     def options(self) -> dict[str, Any]:
-        return {"hole": list(self.hole), "cover": self.cover, "patch": self.patch, "valid_weight": self.valid_weight}
+        return {"hole": list(self.hole), "cover": self.cover, "patch": self.patch, "valid_weight": self.valid_weight,
+                "prefill": self.prefill}
 
     def fill(self, run: Any, image: torch.Tensor, mask: torch.Tensor, opts: dict[str, Any] | None = None
              ) -> torch.Tensor:
         """uint8 (C, H, W) and bool (H, W), True = hole -> the filled image in [0, 1] (CPU)."""
-        x = run.preprocess(punch(image, mask)[None].to(run.device))
+        x = run.preprocess(self._shown(image[None], mask[None])[0][None].to(run.device))
         out = restore.tiled_model(run, x, opts or restore.PREDICT_OPTIONS)[0].cpu()
         return composite(out, image, mask)
 
