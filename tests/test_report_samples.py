@@ -160,3 +160,44 @@ def test_demo_samples_are_validation_images_of_the_runs_own_split(tmp_path: Path
         assert in_val.any(), f"{path.name} is not a validation image"
         assert names[int(seen.val.y[in_val.nonzero()[0]])] == path.stem.rsplit("_", 1)[0]
         assert not (seen.train.x == image).flatten(1).all(1).any(), f"{path.name} is a training image"
+
+
+@pytest.mark.slow
+def test_audio_reports_show_held_out_speakers_and_decode_only_those_clips(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flat folder split by speaker: the report's clips are the held-out speaker's, read alone."""
+    import soundfile as sf
+
+    from cnnlab.app.report import validation, write_report
+    from cnnlab.data import load_data
+    from cnnlab.rundir import load_run
+
+    root = tmp_path / "rec"
+    root.mkdir()
+    t = np.arange(8000) / 8000  # 1 s: the task's window
+    for digit in range(3):
+        for s, speaker in enumerate(("ann", "bob", "cat")):
+            for k in range(3):
+                level = 0.1 + 0.01 * (digit * 9 + s * 3 + k)  # each file's peak says which file it is
+                sf.write(root / f"{digit}_{speaker}_{k}.wav", (level * np.sin(2 * np.pi * (300 + 200 * digit) * t))
+                         .astype(np.float32), 8000)
+    options = ["--label-pattern", "{label}_{speaker}_{index}", "--split-by", "speaker", "--val-groups", "cat"]
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "audio", "--data", str(root), "--out", str(out), "--epochs", "1",
+                                      "--batch-size", "8", "--precision", "fp32", "--threads", "1", "--quiet",
+                                      *options])
+    assert result.exit_code == 0, result.output
+    run = load_run(out)
+    seen = load_data(root, "audio", val_split=0.1, seed=0, options={"label_pattern": "{label}_{speaker}_{index}",
+                                                                    "split_by": "speaker", "val_groups": ["cat"]})
+    peaks = {round(float(w.abs().max()), 3) for w in seen.val["wave"]}
+    shown, source = validation(run, 3)
+    assert source.startswith("validation") and len(shown) == 3
+    assert {round(float(w.abs().max()), 3) for w in shown["wave"]} <= peaks  # all of them speaker cat's
+    assert sorted(shown["label"].tolist()) == [0, 1, 2]  # class-balanced
+
+    read: list[str] = []
+    real = sf.read
+    monkeypatch.setattr(sf, "read", lambda path, *a, **k: (read.append(str(path)), real(path, *a, **k))[1])
+    write_report(out, tmp_path / "report.html", samples=2, filter_channels=2, filter_steps=2)
+    assert len(set(read)) == 2 and all("_cat_" in Path(p).name for p in read), read

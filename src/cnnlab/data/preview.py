@@ -5,7 +5,7 @@
 before they decode anything, so ``load_preview`` makes the same choice with the same functions and then
 decodes only the picked files. Array sources (.npz, builtin, cifar10) hold no per-image files to skip:
 they load as ``load_data`` loads them, and only the picked rows are kept. So do layouts without a
-folder preview here (audio).
+folder preview here (boxes).
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def load_preview(spec: str | os.PathLike, task: str, count: int, *, val_split: f
         return _mask_folder(Path(parsed.name), count, val_split, seed, image_size, limit, options, in_channels)
     if parsed.kind == "folder" and layout == "images":
         return _image_folder(Path(parsed.name), count, val_split, seed, image_size, limit, in_channels)
+    if parsed.kind == "folder" and layout == "audio":
+        return _audio_folder(Path(parsed.name), count, val_split, seed, limit, options)
     bundle = load_data(spec, task, val_split=val_split, seed=seed, image_size=image_size, limit=limit,
                        options=options)
     part = "val" if len(bundle.val) else "train"
@@ -92,3 +94,25 @@ def _image_folder(root: Path, count: int, val_split: float, seed: int, size: tup
     images, skipped_decoding = decode_files(files[:count], channels, size, strict=False, progress=False)
     warn_skipped(skipped + skipped_decoding)
     return Split({"image": stack_or_list(images) if images else torch.zeros(0, channels, 1, 1, dtype=torch.uint8)}), part
+
+
+def _audio_folder(root: Path, count: int, val_split: float, seed: int, limit: int | None,
+                  options: dict[str, Any]) -> tuple[Split, str]:
+    from cnnlab.data.audio.folder import choose_recordings
+    from cnnlab.data.audio.io import common_rate, decode_many, probe_rates
+    from cnnlab.data.bundle import stack_or_list
+    from cnnlab.data.images import warn_skipped
+
+    chosen = choose_recordings(root, val_split=val_split, seed=seed, limit=limit,
+                               **{k: options.get(k) for k in ("label_pattern", "split_by", "val_groups")})
+    part, listing = ("val", chosen.val) if chosen.val.files else ("train", chosen.train)
+    labels = torch.tensor([chosen.names.index(name) for name in listing.labels], dtype=torch.int64)
+    index = pick(labels, len(labels), count)
+    files = [listing.files[i] for i in index.tolist()]
+    rate = options.get("sample_rate")  # the run's (eval passes it); else the rate training would pick
+    if rate is None:
+        rate = common_rate(probe_rates(chosen.train.files + chosen.val.files, False)[0], None)
+    decoded = decode_many(files, int(rate), int(options.get("channels") or 1), strict=False)
+    warn_skipped(decoded.skipped, "unreadable audio")
+    waves = stack_or_list(decoded.waves) if decoded.waves else torch.zeros(0, 1, 1)
+    return Split({"wave": waves, "label": labels[index][torch.tensor(decoded.kept, dtype=torch.int64)]}), part

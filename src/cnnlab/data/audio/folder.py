@@ -162,18 +162,27 @@ def _subset(listing: Listing, index: torch.Tensor) -> Listing:
                    None if listing.groups is None else [listing.groups[i] for i in idx])
 
 
-def load_audio_folder(root: Path, *, spec: str, val_split: float, seed: int, sample_rate: int | None = None,
-                      channels: int = 1, label_pattern: str | None = None, split_by: str | None = None,
-                      val_groups: list[str] | None = None, strict: bool = False, limit: int | None = None
-                      ) -> DataBundle:
-    """Decode a folder of recordings (see the module doc) into a DataBundle of ``wave`` (float32 (C, T)
-    at one sample rate) and ``label`` fields; ``info`` adds ``sample_rate``."""
+@dataclass(frozen=True)
+class Chosen:
+    """A folder's recordings split into training and validation files, none decoded yet."""
+
+    train: Listing
+    val: Listing
+    names: list[str]  # the classes, in label order
+    how: str  # the split, in words
+    groups: dict[str, list[str]]  # the groups on each side of a group split
+    pattern: LabelPattern | None
+
+
+def choose_recordings(root: Path, *, val_split: float, seed: int, label_pattern: str | None = None,
+                      split_by: str | None = None, val_groups: list[str] | None = None, limit: int | None = None
+                      ) -> Chosen:
+    """The training and validation files of a folder of recordings (see the module doc), as
+    ``load_audio_folder`` splits them; the report's preview decodes only the few it shows."""
     pattern = parse_pattern(label_pattern) if label_pattern else None
     _check_split_by(pattern, split_by)
     if val_groups and not split_by:
         raise CnnlabError("--val-groups names groups of --split-by FIELD; add --split-by (e.g. --split-by speaker)")
-    if channels not in (1, 2):
-        raise CnnlabError(f"--audio-channels {channels}: use 1 (mono mixdown) or 2 (stereo)")
     own_val = (root / "train").is_dir()
     if own_val:
         if split_by:
@@ -221,6 +230,21 @@ def load_audio_folder(root: Path, *, spec: str, val_split: float, seed: int, sam
     if own_val and limit is not None:
         train = _subset(train, balanced_subset(torch.tensor([names.index(n) for n in train.labels]), limit))
         val = _subset(val, balanced_subset(torch.tensor([names.index(n) for n in val.labels]), limit))
+    return Chosen(train, val, names, how, groups, pattern)
+
+
+def load_audio_folder(root: Path, *, spec: str, val_split: float, seed: int, sample_rate: int | None = None,
+                      channels: int = 1, label_pattern: str | None = None, split_by: str | None = None,
+                      val_groups: list[str] | None = None, strict: bool = False, limit: int | None = None
+                      ) -> DataBundle:
+    """Decode a folder of recordings (see the module doc) into a DataBundle of ``wave`` (float32 (C, T)
+    at one sample rate) and ``label`` fields; ``info`` adds ``sample_rate``."""
+    if channels not in (1, 2):
+        raise CnnlabError(f"--audio-channels {channels}: use 1 (mono mixdown) or 2 (stereo)")
+    chosen = choose_recordings(root, val_split=val_split, seed=seed, label_pattern=label_pattern, split_by=split_by,
+                               val_groups=val_groups, limit=limit)
+    train, val, names, how, groups, pattern = (chosen.train, chosen.val, chosen.names, chosen.how, chosen.groups,
+                                               chosen.pattern)
     rates, _ = probe_rates(train.files + val.files, strict)  # unreadable ones are reported by decoding
     rate = common_rate(rates, sample_rate)
     splits, skipped, notes = [], [], []
