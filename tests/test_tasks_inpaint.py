@@ -115,27 +115,40 @@ def test_the_mask_reaches_the_model_as_its_last_channel() -> None:
     assert bool((filled[:, mask] == 1).all()) and torch.equal(filled[:, ~mask], image[:, ~mask].float() / 255)
 
 
-def test_prefill_diffusion_shows_the_baseline_in_the_holes_in_training_eval_and_predict() -> None:
+def test_prefill_diffusion_shows_the_baseline_and_a_zero_output_scores_exactly_the_baseline() -> None:
+    from cnnlab.tasks.inpaint import unpack
+
     g = torch.Generator().manual_seed(3)
     items = Split({"image": [torch.randint(0, 256, (3, 40, 40), dtype=torch.uint8, generator=g) for _ in range(2)]})
     task = get_task("inpaint", hole="4-10", cover=0.2, patch=32, prefill="diffusion")
     batch = task.eval_batch(items)
-    masks = batch["target"][:, -1] > 0
+    clean, masks, start = unpack(batch["target"], True)
+    assert torch.equal(clean, torch.stack(items["image"])) and torch.equal(start, batch["baseline"])
     for i in range(2):  # validation: the holes hold the diffusion fill (the baseline), known pixels the image
         assert torch.equal(batch["input"][i, :3], batch["baseline"][i]), i
         assert torch.equal(batch["input"][i, 3] > 0, masks[i])
     train = task.train_batch(Split({"image": torch.stack(items["image"])}), torch.Generator().manual_seed(0), None)
-    clean, holes = train["target"][:, :3], train["target"][:, 3] > 0
-    assert torch.equal(train["input"][0, :3], diffusion_fill(clean[0], holes[0]))
-    assert not bool((train["input"][:, :3][holes.unsqueeze(1).expand_as(clean)] == HOLE_VALUE).all())
+    clean, holes, start = unpack(train["target"], True)
+    assert torch.equal(train["input"][0, :3], diffusion_fill(clean[0], holes[0])) and torch.equal(
+        start[0], diffusion_fill(clean[0], holes[0]))
+    # the outputs are the change to the fill: zero changes score exactly the baseline, in the meter and the loss
+    zeros = torch.zeros(2, 3, 40, 40)
+    meter = task.meter({})
+    meter.update(zeros, batch["target"], task.loss(zeros, batch["target"]), batch)
+    scores = meter.compute()
+    assert scores["psnr"] == pytest.approx(scores["baseline_psnr"], abs=1e-9)
+    err = (batch["baseline"].float() - batch["target"][:, :3].float()).abs() / 255
+    holes3 = masks.unsqueeze(1).expand_as(err)
+    expected = err[holes3].mean() + 0.1 * err[~holes3].mean()
+    assert float(task.loss(zeros, batch["target"])) == pytest.approx(float(expected), rel=1e-5)
 
-    class ImagePart(torch.nn.Module):  # outputs what it was shown in the image channels
+    class Zero(torch.nn.Module):
         def forward(self, t: torch.Tensor) -> torch.Tensor:
-            return t[:, :3]
+            return torch.zeros(t.shape[0], 3, *t.shape[-2:])
 
-    class FakeRun:  # predict shows the model the same thing
+    class FakeRun:  # predict: the same input, and the fill plus the (zero) change
         device = torch.device("cpu")
-        model = ImagePart()
+        model = Zero()
 
         @staticmethod
         def preprocess(t: torch.Tensor) -> torch.Tensor:
@@ -143,7 +156,7 @@ def test_prefill_diffusion_shows_the_baseline_in_the_holes_in_training_eval_and_
 
     image, mask = items["image"][0], masks[0]
     expected = diffusion_fill(image, mask).float() / 255
-    assert torch.allclose(task.fill(FakeRun(), image, mask)[:, mask], expected[:, mask])
+    assert torch.allclose(task.fill(FakeRun(), image, mask), torch.where(mask, expected, image.float() / 255))
     with pytest.raises(CnnlabError, match="prefill=zeros is not a first fill"):
         get_task("inpaint", prefill="zeros")
 

@@ -5,12 +5,14 @@ until they cover ``cover`` of it, each shape's size drawn from the ``hole`` rang
 images keep their size and get holes seeded from their own pixels (the same holes every epoch and run).
 
 The model gets C + 1 channels: the image with its holes set to mid-grey (``prefill="grey"``) or to the
-diffusion fill (``prefill="diffusion"``: the model starts from the baseline's guess and learns what to
-change; what was there is never shown), and the hole mask (1 = hole), and outputs the C-channel image; the filled image keeps the known
+diffusion fill (``prefill="diffusion"``; what was there is never shown), and the hole mask (1 = hole).
+It outputs the C-channel image, or with ``prefill="diffusion"`` the change to make to the diffusion fill
+(the DnCNN residual idea again: a model that outputs 0 returns the baseline, so it starts from the
+baseline's score and learns only what the smooth fill gets wrong); the filled image keeps the known
 pixels and takes the model's only in the holes. Loss: L1 over the hole pixels plus ``valid_weight``
 times L1 over the rest (the known pixels are given, but learning to reproduce them keeps the output
-continuous across a hole's border). The target carries the mask as its last channel, because the loss
-sees only outputs and targets.
+continuous across a hole's border). The target carries the mask after the image's channels (and with
+``prefill="diffusion"`` the fill after that), because the loss sees only outputs and targets.
 
 Metric: PSNR over the hole pixels only (all channels, 0-255, the output rounded to 8 bits), per image
 then averaged; ``baseline_psnr`` is the diffusion fill's (harmonic inpainting) on the same holes.
@@ -46,6 +48,18 @@ def hole_psnr(filled: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> 
     return 10.0 * torch.log10(255.0**2 / mse)
 
 
+def unpack(targets: torch.Tensor, residual: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A target (N, C + 1, H, W), or (N, 2C + 1, H, W) with ``residual`` -> the clean uint8 images, the
+    holes (bool (N, H, W)), and the first fill the model's outputs are added to (None without)."""
+    c = (targets.shape[1] - 1) // 2 if residual else targets.shape[1] - 1
+    return targets[:, :c], targets[:, c] > 0, targets[:, c + 1:] if residual else None
+
+
+def image_of(outputs: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
+    """The model's image in [0, 1] (not clamped): its outputs, plus the uint8 first fill they correct."""
+    return outputs.float() if start is None else outputs.float() + start.to(outputs.device).float() / 255
+
+
 def composite(output: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The filled image in [0, 1]: the model's ``output`` in the holes, the uint8 ``image`` elsewhere."""
     return torch.where(mask.unsqueeze(-3), output.float().clamp(0, 1), image.float() / 255)
@@ -56,11 +70,14 @@ class InpaintMeter(ScoreSumsMeter):
 
     KEYS = ("psnr", "baseline_psnr")
 
+    def __init__(self, residual: bool = False) -> None:
+        super().__init__()
+        self.residual = residual
+
     def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
                batch: Batch | None = None) -> None:
-        targets = targets.cpu()
-        clean, mask = targets[:, :-1], targets[:, -1] > 0
-        filled = composite(outputs.detach().cpu(), clean, mask)
+        clean, mask, start = unpack(targets.cpu(), self.residual)
+        filled = composite(image_of(outputs.detach().cpu(), start), clean, mask)
         self.sums["psnr"] += float(hole_psnr(filled, clean, mask).sum())
         if batch is not None and "baseline" in batch:
             self.sums["baseline_psnr"] += float(hole_psnr(batch["baseline"], clean, mask).sum())
@@ -170,15 +187,19 @@ class InpaintTask(restore.PhotoTask):
         masks = torch.stack([make_holes(tuple(im.shape[-2:]), self.hole, self.cover, g)
                              for im, g in zip(images, generators, strict=True)])  # (N, H, W) bool
         clean = torch.stack(images)  # (N, C, H, W) uint8
-        target = torch.cat([clean, masks.unsqueeze(1).to(torch.uint8) * 255], dim=1)  # (N, C + 1, H, W)
-        return {"input": self._shown(clean, masks, fill), "target": target}
+        parts = [clean, masks.unsqueeze(1).to(torch.uint8) * 255]
+        start = self._start(clean, masks, fill)
+        if start is not None:
+            parts.append(start)
+        # target (N, C + 1 [+ C], H, W): the image, the holes, and the first fill the outputs correct
+        return {"input": punch(clean, masks, start), "target": torch.cat(parts, dim=1)}
 
-    def _shown(self, clean: torch.Tensor, masks: torch.Tensor, fill: Any = diffusion_fill) -> torch.Tensor:
-        """The model's input for uint8 (N, C, H, W) images and their (N, H, W) holes: ``punch`` with the
-        holes grey, or holding ``fill(image, mask)`` (the diffusion fill) for ``prefill="diffusion"``."""
+    def _start(self, clean: torch.Tensor, masks: torch.Tensor, fill: Any = diffusion_fill) -> torch.Tensor | None:
+        """The first fill of uint8 (N, C, H, W) images' (N, H, W) holes: None (grey holes, the model outputs
+        the image), or ``fill(image, mask)`` (the diffusion fill) for ``prefill="diffusion"``."""
         if self.prefill == "grey":
-            return punch(clean, masks)
-        return punch(clean, masks, torch.stack([fill(im, m) for im, m in zip(clean, masks, strict=True)]))
+            return None
+        return torch.stack([fill(im, m) for im, m in zip(clean, masks, strict=True)])
 
     def train_batch(self, items: Split, generator: torch.Generator, augment: Augment | None) -> Batch:
         clean = self.train_patches(items, generator, augment)  # (N, C, P, P) uint8
@@ -187,7 +208,7 @@ class InpaintTask(restore.PhotoTask):
     def eval_batch(self, items: Split) -> Batch:
         images = restore.images_of(items)
         batch = self._batch(images, [image_generator(im, SALT) for im in images], self._baseline)
-        masks = batch["target"][:, -1] > 0
+        masks = unpack(batch["target"], self.prefill != "grey")[1]
         batch["baseline"] = torch.stack([self._baseline(im, m) for im, m in zip(images, masks, strict=True)])
         return batch
 
@@ -203,20 +224,21 @@ class InpaintTask(restore.PhotoTask):
         return cache[key]
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        outputs = outputs.float()
-        clean = targets[:, :-1].float() / 255.0
-        holes = (targets[:, -1:] > 0).float().expand_as(outputs)  # (N, C, H, W)
-        err = (outputs - clean).abs()
+        clean, mask, start = unpack(targets, self.prefill != "grey")
+        image = image_of(outputs, start)
+        holes = mask.unsqueeze(1).float().expand_as(image)  # (N, C, H, W)
+        err = (image - clean.float() / 255.0).abs()
         in_holes = (err * holes).sum() / holes.sum().clamp_min(1)
         rest = (err * (1 - holes)).sum() / (1 - holes).sum().clamp_min(1)
         return in_holes + self.valid_weight * rest
 
     def meter(self, info: dict[str, Any], training: bool = False) -> InpaintMeter:
-        return InpaintMeter()
+        return InpaintMeter(self.prefill != "grey")
 
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
-        """The model's whole image (N, C, H, W) in [0, 1]; ``composite`` keeps the known pixels."""
-        return outputs.float().clamp(0, 1)
+        """The model's whole image (N, C, H, W) in [0, 1] (with ``prefill="diffusion"``: its change to
+        the fill, see ``fill``); ``composite`` keeps the known pixels."""
+        return outputs.float().clamp(0, 1) if self.prefill == "grey" else outputs.float()
 
     def options(self) -> dict[str, Any]:
         return {"hole": list(self.hole), "cover": self.cover, "patch": self.patch, "valid_weight": self.valid_weight,
@@ -225,9 +247,10 @@ class InpaintTask(restore.PhotoTask):
     def fill(self, run: Any, image: torch.Tensor, mask: torch.Tensor, opts: dict[str, Any] | None = None
              ) -> torch.Tensor:
         """uint8 (C, H, W) and bool (H, W), True = hole -> the filled image in [0, 1] (CPU)."""
-        x = run.preprocess(self._shown(image[None], mask[None])[0][None].to(run.device))
+        start = self._start(image[None], mask[None])
+        x = run.preprocess(punch(image[None], mask[None], start).to(run.device))
         out = restore.tiled_model(run, x, opts or restore.PREDICT_OPTIONS)[0].cpu()
-        return composite(out, image, mask)
+        return composite(image_of(out, None if start is None else start[0]), image, mask)
 
     def predict_files(self, run: Any, paths: list[str], out: Path | None, options: dict[str, Any]
                       ) -> list[dict[str, Any]]:
@@ -259,11 +282,12 @@ class InpaintTask(restore.PhotoTask):
         from cnnlab.render.overlays import save_rgb_png
 
         batch = self.eval_batch(split.take(slice(i, i + 1)))
-        mask = Image.fromarray(batch["target"][0, -1].numpy())
+        clean, holes, _ = unpack(batch["target"], self.prefill != "grey")
+        mask = Image.fromarray(holes[0].to(torch.uint8).numpy() * 255)
         target = stem.parent / "masks" / f"{stem.name}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, lambda p: mask.save(p, format="PNG"))
-        return save_rgb_png(batch["target"][0, :-1].float() / 255, stem.with_suffix(".png"))
+        return save_rgb_png(clean[0].float() / 255, stem.with_suffix(".png"))
 
     def _explain_inputs(self, run: Any, raw: torch.Tensor, names: list[str]) -> Any:
         from cnnlab.app.explain import Inputs
@@ -297,7 +321,7 @@ class InpaintTask(restore.PhotoTask):
         with torch.no_grad():
             for i in range(min(samples, len(split), self.report_items)):
                 batch = self.eval_batch(split.take(slice(i, i + 1)))
-                clean, mask = batch["target"][0, :-1], batch["target"][0, -1] > 0
+                clean, mask = (t[0] for t in unpack(batch["target"], self.prefill != "grey")[:2])
                 filled = self.fill(run, clean, mask)
                 found = float(hole_psnr(filled[None], clean[None], mask[None])[0])
                 base = float(hole_psnr(batch["baseline"], clean[None], mask[None])[0])
