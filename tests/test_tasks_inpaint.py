@@ -141,6 +141,11 @@ def test_prefill_diffusion_shows_the_baseline_and_a_zero_output_scores_exactly_t
     holes3 = masks.unsqueeze(1).expand_as(err)
     expected = err[holes3].mean() + 0.1 * err[~holes3].mean()
     assert float(task.loss(zeros, batch["target"])) == pytest.approx(float(expected), rel=1e-5)
+    squared = get_task("inpaint", hole="4-10", cover=0.2, patch=32, prefill="diffusion", loss="mse")
+    expected = err[holes3].square().mean() + 0.1 * err[~holes3].square().mean()
+    assert float(squared.loss(zeros, batch["target"])) == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(CnnlabError, match="loss=huber is not an inpainting loss"):
+        get_task("inpaint", loss="huber")
 
     class Zero(torch.nn.Module):
         def forward(self, t: torch.Tensor) -> torch.Tensor:

@@ -9,9 +9,9 @@ diffusion fill (``prefill="diffusion"``; what was there is never shown), and the
 It outputs the C-channel image, or with ``prefill="diffusion"`` the change to make to the diffusion fill
 (the DnCNN residual idea again: a model that outputs 0 returns the baseline, so it starts from the
 baseline's score and learns only what the smooth fill gets wrong); the filled image keeps the known
-pixels and takes the model's only in the holes. Loss: L1 over the hole pixels plus ``valid_weight``
-times L1 over the rest (the known pixels are given, but learning to reproduce them keeps the output
-continuous across a hole's border). The target carries the mask after the image's channels (and with
+pixels and takes the model's only in the holes. Loss: L1 (``loss="l1"``; or MSE, ``loss="mse"``) over
+the hole pixels plus ``valid_weight`` times the same over the rest (the known pixels are given, but
+learning to reproduce them keeps the output continuous across a hole's border). The target carries the mask after the image's channels (and with
 ``prefill="diffusion"`` the fill after that), because the loss sees only outputs and targets.
 
 Metric: PSNR over the hole pixels only (all channels, 0-255, the output rounded to 8 bits), per image
@@ -133,6 +133,8 @@ def mask_for(image: Path, mask: str | None) -> Path:
 
 #: what the model sees in the holes: mid-grey, or the diffusion fill (``cnnlab.data.holes``)
 PREFILLS = ("grey", "diffusion")
+#: the per-pixel error the loss averages: L1 (medians: sharper fills) or MSE (means: what PSNR scores)
+LOSSES = ("l1", "mse")
 
 
 class InpaintTask(restore.PhotoTask):
@@ -147,11 +149,13 @@ class InpaintTask(restore.PhotoTask):
     output_name = "image"
 
     def __init__(self, hole: int | str | tuple[int, int] | list[int] = (8, 32), cover: float = 0.2, patch: int = 96,
-                 valid_weight: float = 0.1, prefill: str = "grey") -> None:
+                 valid_weight: float = 0.1, prefill: str = "grey", loss: str = "l1") -> None:
         if prefill not in PREFILLS:
             raise CnnlabError(f"--task-arg prefill={prefill} is not a first fill of the holes; use one of "
                               f"{', '.join(PREFILLS)}")
-        self.prefill = prefill
+        if loss not in LOSSES:
+            raise CnnlabError(f"--task-arg loss={loss} is not an inpainting loss; use one of {', '.join(LOSSES)}")
+        self.prefill, self.pixel_loss = prefill, loss
         low, high = parse_range(hole, "--hole", "--hole 8-32 (pixels)", minimum=1)
         if low != int(low) or high != int(high):
             raise CnnlabError(f"--hole {hole} must be whole pixels, for example --hole 8-32")
@@ -227,7 +231,8 @@ class InpaintTask(restore.PhotoTask):
         clean, mask, start = unpack(targets, self.prefill != "grey")
         image = image_of(outputs, start)
         holes = mask.unsqueeze(1).float().expand_as(image)  # (N, C, H, W)
-        err = (image - clean.float() / 255.0).abs()
+        diff = image - clean.float() / 255.0
+        err = diff.abs() if self.pixel_loss == "l1" else diff.square()
         in_holes = (err * holes).sum() / holes.sum().clamp_min(1)
         rest = (err * (1 - holes)).sum() / (1 - holes).sum().clamp_min(1)
         return in_holes + self.valid_weight * rest
@@ -242,7 +247,7 @@ class InpaintTask(restore.PhotoTask):
 
     def options(self) -> dict[str, Any]:
         return {"hole": list(self.hole), "cover": self.cover, "patch": self.patch, "valid_weight": self.valid_weight,
-                "prefill": self.prefill}
+                "prefill": self.prefill, "loss": self.pixel_loss}
 
     def fill(self, run: Any, image: torch.Tensor, mask: torch.Tensor, opts: dict[str, Any] | None = None
              ) -> torch.Tensor:
