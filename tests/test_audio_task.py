@@ -123,3 +123,15 @@ def test_stereo_runs_end_to_end(tmp_path) -> None:
     sf.write(tmp_path / "s.wav", stereo, RATE)
     rows = json.loads(invoke("predict", str(run), str(tmp_path / "s.wav"), "--format", "json"))
     assert len(rows[0]["top"]) == 3 and math.isclose(sum(t["probability"] for t in rows[0]["top"]), 1, abs_tol=1e-3)
+
+
+def test_the_fsdd_recipe_reads_labels_and_speakers_from_the_names(trained, tmp_path) -> None:
+    root, _ = trained
+    run = tmp_path / "recipe"
+    # the recipe brings --label-pattern and --split-by; the command line adds the held-out speaker
+    invoke("train", "audio", "--recipe", "audio-fsdd", "--data", str(root / "train"), "--val-groups", "cleo",
+           "--window", "0.25", "--epochs", "1", "--precision", "fp32", "--threads", "1", "--out", str(run), "--quiet")
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["meta"]["groups"] == {"train": ["anna", "bert"], "val": ["cleo"]}
+    assert config["model"]["kwargs"]["mel_norm"] == "instance" and config["model"]["kwargs"]["top_db"] == 32.0
+    assert config["train"]["task_options"]["window"] == 0.25 and config["train"]["task_options"]["speed"] == 0.25

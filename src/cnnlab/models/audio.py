@@ -20,6 +20,12 @@ short-time Fourier transform as a strided convolution with fixed windowed-DFT ke
 a mel filterbank (HTK mel scale, area-normalised triangles) and a log, then batch norm per mel band.
 The time axis of the mel frames is then convolved like the waveform's: ``n_mels`` input channels.
 ``sample_rate`` (given by the audio task from the data) places the mel filters and sizes the raw stem.
+
+For voices the model never heard (the `audio-fsdd` recipe), three mel options matter more than size:
+``top_db`` floors the frames that far below the clip's peak, so one recording's hiss and another's
+digital silence look alike; ``mel_norm="instance"`` normalises each clip's bands over its own frames
+instead of by training-set statistics (a microphone's colouring is a constant per band); and
+SpecAugment's masks (``freq_mask``, ``time_mask``) in training.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import ClassifierHead, ConvNormAct, MaxPoolSame, Residual, SeparableBlock, annotate_names
-from cnnlab.models._registry import register_model
+from cnnlab.models._registry import Backbone, register_model
 
 BLOCKS = ("plain", "residual", "separable")
 FRONTENDS = ("raw", "mel")
@@ -78,8 +84,12 @@ class LogMel(nn.Module):
     """
 
     def __init__(self, sample_rate: int, in_channels: int = 1, n_mels: int = 40, win_ms: float = 25.0,
-                 hop_ms: float = 10.0, fmin: float = 20.0, fmax: float | None = None, eps: float = 1e-6) -> None:
+                 hop_ms: float = 10.0, fmin: float = 20.0, fmax: float | None = None, eps: float = 1e-6,
+                 top_db: float | None = None) -> None:
         super().__init__()
+        if top_db is not None and top_db <= 0:
+            raise CnnlabError(f"top_db={top_db}: the floor below each clip's loudest mel value, in dB, must be positive")
+        self.top_db = top_db
         win = max(8, round(sample_rate * win_ms / 1000))
         self.n_fft = 1 << (win - 1).bit_length()  # the next power of two
         self.hop = max(1, round(sample_rate * hop_ms / 1000))
@@ -109,10 +119,65 @@ class LogMel(nn.Module):
             re, im = spec.chunk(2, dim=1)
             mel = torch.matmul(self.filters, re * re + im * im)  # (N*C, n_mels, frames)
             out = torch.log(mel + self.eps)
+            if self.top_db is not None:  # silence, digital or recorded, at one floor below the clip's peak
+                floor = out.amax(dim=(1, 2), keepdim=True) - self.top_db * math.log(10) / 10
+                out = torch.maximum(out, floor)
         return out.reshape(n, c * self.n_mels, -1)  # (N, C*n_mels, frames)
 
     def extra_repr(self) -> str:
-        return f"n_fft={self.n_fft}, hop={self.hop}, n_mels={self.n_mels}"
+        top = "" if self.top_db is None else f", top_db={self.top_db:g}"
+        return f"n_fft={self.n_fft}, hop={self.hop}, n_mels={self.n_mels}{top}"
+
+
+MEL_NORMS = ("batch", "instance")
+
+
+class InstanceMelNorm(nn.Module):
+    """(N, B, T) log-mel frames -> each clip's bands at zero mean and unit variance over time
+    (cepstral mean and variance normalisation): a microphone's or a room's fixed colouring is a
+    constant per band in the log domain, so it is removed, whoever recorded the clip. No statistics
+    are kept, so an unheard speaker is normalised by their own clip, not by the training set's."""
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1, keepdim=True)  # (N, B, 1)
+        var = (x - mean).pow(2).mean(dim=-1, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps)
+
+
+class SpecAugment(nn.Module):
+    """SpecAugment's masking (Park et al. 2019) in training only: ``masks`` bands of up to ``freq``
+    mel bins and ``masks`` spans of up to ``time`` frames per clip set to zero (the mean, after
+    instance normalisation). Identity in eval mode, like dropout, and drawn from torch's global
+    generator as dropout is (the trainer seeds it)."""
+
+    def __init__(self, freq: int = 0, time: int = 0, masks: int = 2) -> None:
+        super().__init__()
+        if freq < 0 or time < 0 or masks < 0:
+            raise CnnlabError(f"freq_mask={freq}, time_mask={time}, masks={masks}: widths and counts must be >= 0")
+        self.freq, self.time, self.masks = freq, time, masks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.masks == 0 or (self.freq == 0 and self.time == 0):
+            return x
+        n, bands, frames = x.shape
+        keep = torch.ones_like(x, dtype=torch.bool)
+        for size, axis, width in ((bands, 1, self.freq), (frames, 2, self.time)):
+            if width == 0:
+                continue
+            position = torch.arange(size, device=x.device)
+            for _ in range(self.masks):
+                w = torch.randint(0, min(width, size) + 1, (n, 1), device=x.device)
+                start = (torch.rand(n, 1, device=x.device) * (size - w + 1)).long()  # (N, 1)
+                hit = (position >= start) & (position < start + w)  # (N, size)
+                keep &= ~(hit[:, :, None] if axis == 1 else hit[:, None, :])
+        return x * keep
+
+    def extra_repr(self) -> str:
+        return f"freq={self.freq}, time={self.time}, masks={self.masks}"
 
 
 def _stage(block: str, c_in: int, c_out: int, depth: int, kernel: int, pool: int) -> nn.Module:
@@ -136,7 +201,7 @@ def _stage(block: str, c_in: int, c_out: int, depth: int, kernel: int, pool: int
     return Residual(main, c_in, c_out, stride=pool, project=True, projection_norm=None, dims=1)
 
 
-class WaveCNN(nn.Module):
+class WaveCNN(Backbone):
     """WaveNorm, a raw or log-mel front end, stages of 1D blocks, global-average-pool classifier.
 
     Args:
@@ -147,6 +212,10 @@ class WaveCNN(nn.Module):
             or ``mel`` (``LogMel`` with ``n_mels`` bands, then a ``kernel``-tap convolution).
         pool: how much shorter each stage ends (default 4 on raw samples, 2 on mel frames).
         stem_kernel: taps of the raw stem (default 10 ms at ``sample_rate``: 80 at 8 kHz, as M5).
+        mel_norm: ``batch`` (a BatchNorm per mel band, with training-set statistics) or ``instance``
+            (each clip's bands normalised over its own frames: ``InstanceMelNorm``).
+        top_db: floor the log-mel frames this many dB below each clip's loudest value (None: no floor).
+        freq_mask, time_mask, masks: SpecAugment in training (``SpecAugment``; 0 = off).
     """
 
     dims = 1
@@ -154,12 +223,20 @@ class WaveCNN(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, *, sample_rate: int = 8000,
                  widths: Sequence[int] = (128, 128, 256, 512), block: str = "plain", depth: int = 1,
                  kernel: int = 3, frontend: str = "raw", pool: int | None = None, stem_kernel: int | None = None,
-                 stem_stride: int = 4, n_mels: int = 40, dropout: float = 0.0) -> None:
+                 stem_stride: int = 4, n_mels: int = 40, dropout: float = 0.0, mel_norm: str = "batch",
+                 top_db: float | None = None, freq_mask: int = 0, time_mask: int = 0, masks: int = 2) -> None:
         super().__init__()
+        widths = _int_list("widths", widths)
         if block not in BLOCKS:
             raise CnnlabError(f"block={block!r}: choose one of {', '.join(BLOCKS)}")
         if frontend not in FRONTENDS:
             raise CnnlabError(f"frontend={frontend!r}: choose raw (waveform convolutions) or mel (log-mel frames)")
+        if mel_norm not in MEL_NORMS:
+            raise CnnlabError(f"mel_norm={mel_norm!r}: choose batch (per-band, training-set statistics) or instance "
+                              "(each clip by its own frames)")
+        if frontend == "raw" and (mel_norm != "batch" or top_db is not None or freq_mask or time_mask):
+            raise CnnlabError("mel_norm, top_db, freq_mask and time_mask shape the log-mel frames; add "
+                              "--model-arg frontend=mel")
         if len(widths) < 2 or depth < 1:
             raise CnnlabError(f"widths needs the stem's and at least one stage's width and depth >= 1, got "
                               f"widths={list(widths)}, depth={depth}")
@@ -170,13 +247,18 @@ class WaveCNN(nn.Module):
             pool = 4 if pool is None else pool
             taps = stem_kernel or max(3, round(sample_rate / 100))
             self.mel = None
+            self.spec_augment = None
             self.stem = nn.Sequential(ConvNormAct(in_channels, widths[0], taps, stem_stride, dims=1),
                                       MaxPoolSame(pool, pool, dims=1))
         else:
             pool = 2 if pool is None else pool
-            self.mel = LogMel(sample_rate, in_channels, n_mels)
-            self.stem = nn.Sequential(nn.BatchNorm1d(in_channels * n_mels),  # per-band level and spread
-                                      ConvNormAct(in_channels * n_mels, widths[0], kernel, dims=1))
+            self.mel = LogMel(sample_rate, in_channels, n_mels, top_db=top_db)
+            # stem.0: per-band level and spread, the training set's (batch) or each clip's own (instance);
+            # SpecAugment masks its output (forward_features), so masked cells sit at the mean
+            bands = in_channels * n_mels
+            self.spec_augment = SpecAugment(freq_mask, time_mask, masks)
+            self.stem = nn.Sequential(nn.BatchNorm1d(bands) if mel_norm == "batch" else InstanceMelNorm(),
+                                      ConvNormAct(bands, widths[0], kernel, dims=1))
         stages, channels = [], widths[0]
         for width in widths[1:]:
             stages.append(_stage(block, channels, width, depth, kernel, pool))
@@ -196,16 +278,24 @@ class WaveCNN(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T) waveform -> (N, widths[-1], T') features over time."""
         x = self.norm(x)
-        if self.mel is not None:
-            x = self.mel(x)  # (N, C*n_mels, frames)
-        return self.stages(self.stem(x))
+        if self.mel is None:
+            return self.stages(self.stem(x))
+        x = self.spec_augment(self.stem[0](self.mel(x)))  # (N, C*n_mels, frames), normalised per band
+        return self.stages(self.stem[1:](x))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, C, T') features -> (N, num_classes) logits."""
-        return self.head(features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+
+def _int_list(name: str, value: object) -> list[int]:
+    """A list of positive integers from a sequence, or from "32,64" as typed after --model-arg."""
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        numbers = [int(v) for v in items]  # type: ignore[union-attr]
+        ok = all(float(v) == n and n > 0 for v, n in zip(items, numbers, strict=True))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise CnnlabError(f"{name}={value!r} must be a list of positive integers, e.g. --model-arg {name}=[32,64]")
+    return numbers
 
 
 @register_model(tags=("audio", "1d"))

@@ -9,8 +9,8 @@ here:
   silence (a random time shift either way); evaluation takes the centred window; prediction slides
   windows over long recordings and averages their probabilities.
 - augmentation is the task's own (``cnnlab.data.audio.transforms.WaveAugment``): speed, pitch,
-  gain, noise, spectral tilt and mixing, each drawn from the step's seeded generator. Image
-  augmentations (--augment flip, crop) do not apply.
+  gain, noise, spectral tilt, mixing and cutting the clip's ends (``crop``), each drawn from the
+  step's seeded generator. Image augmentations (--augment flip, crop) do not apply.
 - the model sees the waveform itself (no dataset normalisation: the models normalise each clip).
 - explain and the report draw the waveform under its Grad-CAM over time (and the log-mel frames
   for models with a mel front end), and the report plays every sample.
@@ -48,7 +48,7 @@ class AudioTask(ClassifyTask):
     input_name = "waveform"
 
     def __init__(self, window: float = 1.0, label_smoothing: float = 0.0, speed: float = 0.15, pitch: float = 0.0,
-                 gain: float = 6.0, noise: float = 0.0, tilt: float = 0.0, mix: float = 0.0) -> None:
+                 gain: float = 6.0, noise: float = 0.0, tilt: float = 0.0, mix: float = 0.0, crop: float = 0.0) -> None:
         super().__init__(label_smoothing)
         checks = [(0.01 <= window <= 600, f"--window {window} must be 0.01..600 seconds (e.g. 1.0)"),
                   (0 <= speed < 0.5, f"speed={speed}: the largest speed change, a fraction in [0, 0.5)"),
@@ -56,12 +56,13 @@ class AudioTask(ClassifyTask):
                   (0 <= gain <= 40, f"gain={gain}: the largest level change in dB, 0..40"),
                   (0 <= noise <= 60, f"noise={noise}: the lowest signal-to-noise ratio in dB (0 = no noise), 0..60"),
                   (0 <= tilt < 1, f"tilt={tilt}: the largest spectral tilt coefficient, in [0, 1)"),
-                  (0 <= mix <= 1, f"mix={mix}: the probability of mixing in another clip, 0..1")]
+                  (0 <= mix <= 1, f"mix={mix}: the probability of mixing in another clip, 0..1"),
+                  (0 <= crop < 0.5, f"crop={crop}: the largest fraction cut from each end of a clip, in [0, 0.5)")]
         for ok, message in checks:
             if not ok:
                 raise CnnlabError(message)
         self.window, self.speed, self.pitch, self.gain = window, speed, pitch, gain
-        self.noise, self.tilt, self.mix = noise, tilt, mix
+        self.noise, self.tilt, self.mix, self.crop = noise, tilt, mix, crop
         self.length: int | None = None  # the window in samples, once bind_data knows the sample rate
 
     # --- model and data --------------------------------------------------------------------------
@@ -103,8 +104,8 @@ class AudioTask(ClassifyTask):
             return None
         if name not in ("auto", "wave"):
             raise CnnlabError(f"--augment {name} is an image augmentation; audio takes --augment auto (its own: "
-                              "--task-arg speed=, pitch=, gain=, noise=, tilt=, mix=) or --augment none")
-        return _Augment(WaveAugment(self.speed, self.pitch, self.gain, self.noise, self.tilt, self.mix))
+                              "--task-arg speed=, pitch=, gain=, noise=, tilt=, mix=, crop=) or --augment none")
+        return _Augment(WaveAugment(self.speed, self.pitch, self.gain, self.noise, self.tilt, self.mix, self.crop))
 
     def train_batch(self, items: Split, generator: torch.Generator, augment: Augment | None) -> Batch:
         from cnnlab.data.audio.transforms import windows
@@ -250,7 +251,8 @@ class AudioTask(ClassifyTask):
 
     def options(self) -> dict[str, Any]:
         return {"window": self.window, "label_smoothing": self.label_smoothing, "speed": self.speed,
-                "pitch": self.pitch, "gain": self.gain, "noise": self.noise, "tilt": self.tilt, "mix": self.mix}
+                "pitch": self.pitch, "gain": self.gain, "noise": self.noise, "tilt": self.tilt, "mix": self.mix,
+                "crop": self.crop}
 
 
 class _Augment:

@@ -13,7 +13,10 @@ Augmentation (``WaveAugment``), per clip, for models that must generalise across
 - noise: white noise at a signal-to-noise ratio drawn in [``noise``, ``noise`` + 20] dB (0 = off);
 - tilt: a random first-order spectral tilt (microphones and rooms colour the spectrum);
 - mix: with probability ``mix``, another clip of the batch added 10-20 dB lower (overlapping
-  sounds; the label stays the louder clip's).
+  sounds; the label stays the louder clip's);
+- crop: cut up to ``crop`` of each clip's length from its start and, independently, from its end
+  (recordings are trimmed differently: a word's onset or tail is sometimes clipped, so a model
+  should not hang on one of them).
 The draws happen in one fixed order per batch, so a step replays exactly on resume.
 """
 
@@ -63,10 +66,11 @@ def sliding_windows(wave: torch.Tensor, length: int, hop: int) -> tuple[torch.Te
     return torch.stack([wave[:, s:s + length] for s in starts]), starts
 
 
-def resample_linear(wave: torch.Tensor, factor: float) -> torch.Tensor:
-    """(C, T) played ``factor`` times faster: (C, round(T / factor)) by linear interpolation. Crude next
-    to soxr, but it runs on every training clip and the small aliasing is itself a mild augmentation."""
-    size = max(1, round(wave.shape[-1] / factor))
+def resample_linear(wave: torch.Tensor, factor: float, size: int | None = None) -> torch.Tensor:
+    """(C, T) played ``factor`` times faster: (C, round(T / factor)) (or exactly ``size`` samples) by
+    linear interpolation. Crude next to soxr, but it runs on every training clip and the small aliasing
+    is itself a mild augmentation."""
+    size = max(1, round(wave.shape[-1] / factor)) if size is None else size
     return F.interpolate(wave[None], size=size, mode="linear", align_corners=False)[0]
 
 
@@ -75,16 +79,20 @@ def time_stretch(wave: torch.Tensor, rate: float, n_fft: int = 256, hop: int = 6
     magnitudes interpolated between STFT frames, phases advanced by each bin's measured frequency)."""
     window = torch.hann_window(n_fft)
     spec = torch.stft(wave, n_fft, hop, window=window, return_complex=True)  # (C, F, frames)
-    steps = torch.arange(0, spec.shape[-1] - 1, rate)
-    lo = steps.long()
+    length = max(1, round(wave.shape[-1] / rate))
+    # istft (centred frames) gives hop * (K - 1) samples from K frames: ask for enough frames to cover
+    # the output length. (Stepping through the input's frames alone left the last ones out, and istft
+    # then padded the tail with zeros and warned.) Steps past the input's last frame hold it.
+    frames = -(-length // hop) + 1
+    steps = (torch.arange(frames) * rate).clamp(max=spec.shape[-1] - 1)
+    lo = steps.long().clamp(max=max(spec.shape[-1] - 2, 0))
     frac = (steps - lo)[None, None]
     mag = (1 - frac) * spec[..., lo].abs() + frac * spec[..., lo + 1].abs()
     expected = 2 * math.pi * hop * torch.arange(spec.shape[1])[:, None] / n_fft  # (F, 1) advance per hop
     delta = spec[..., lo + 1].angle() - spec[..., lo].angle() - expected
     delta = delta - 2 * math.pi * torch.round(delta / (2 * math.pi))  # wrapped to [-pi, pi]
     phase = torch.cumsum(delta + expected, dim=-1) + spec[..., :1].angle()
-    return torch.istft(torch.polar(mag, phase), n_fft, hop, window=window,
-                       length=max(1, round(wave.shape[-1] / rate)))
+    return torch.istft(torch.polar(mag, phase), n_fft, hop, window=window, length=length)
 
 
 def pitch_shift(wave: torch.Tensor, semitones: float) -> torch.Tensor:
@@ -93,7 +101,7 @@ def pitch_shift(wave: torch.Tensor, semitones: float) -> torch.Tensor:
     if abs(factor - 1) < 1e-3 or wave.shape[-1] < 256:  # too short for the vocoder's frames
         return wave
     stretched = time_stretch(wave, 1 / factor)  # the factor longer, same pitch
-    return resample_linear(stretched, factor)[..., :wave.shape[-1]]
+    return resample_linear(stretched, factor, size=wave.shape[-1])  # back to the length: every pitch up
 
 
 @dataclass(frozen=True)
@@ -106,14 +114,21 @@ class WaveAugment:
     noise: float = 0.0
     tilt: float = 0.0
     mix: float = 0.0
+    crop: float = 0.0
 
     def clips(self, waves: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
         """Per-clip changes of length and pitch, before the window is cut (so a slowed clip still fits)."""
         n = len(waves)
         speed = 1 + self.speed * (2 * torch.rand(n, generator=generator) - 1)
         pitch = self.pitch * (2 * torch.rand(n, generator=generator) - 1)
+        # drawn only when used, so runs without crop replay the draws they always had
+        cuts = self.crop * torch.rand(n, 2, generator=generator) if self.crop else None
         out = []
         for i, wave in enumerate(waves):
+            if cuts is not None:
+                t = wave.shape[-1]
+                head, tail = (round(float(c) * t) for c in cuts[i])
+                wave = wave[..., head:max(t - tail, head + 1)]
             if self.pitch:
                 wave = pitch_shift(wave, float(pitch[i]))
             if self.speed:
