@@ -233,7 +233,8 @@ def print_summary(console: Any, result: Any, task: Any) -> None:
     final = task.summary(result.final)
     run, epochs = result.run_dir, len(result.history)
     # the epoch lines show the training loss; this line is the last validation
-    console.print(f"[bold]done[/]: {epochs} epoch{'' if epochs == 1 else 's'}  validation: {final}")
+    scores = f"validation: {final}" if final else "no validation split (every item trained)"
+    console.print(f"[bold]done[/]: {epochs} epoch{'' if epochs == 1 else 's'}  {scores}")
     files = ", ".join(sorted(p.name for p in run.iterdir() if p.suffix in (".json", ".safetensors", ".jsonl", ".png")
                              and p.name not in ("state.json", "state.safetensors")))
     console.print(f"run directory: {run}  ({files})")
