@@ -69,7 +69,8 @@ def test_done_line_says_validation_and_epoch_and_explain_refuses_too_many_channe
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "done: 1 epoch  validation: top1" in result.output
-    alone = CliRunner().invoke(cli, [*args[:5], str(tmp_path / "all"), *args[6:], "--val-split", "0"])
+    others = [str(tmp_path / "all") if a == str(run) else a for a in args]
+    alone = CliRunner().invoke(cli, [*others, "--val-split", "0"])
     assert alone.exit_code == 0 and "done: 1 epoch  no validation split" in alone.output, alone.output
     result = CliRunner().invoke(cli, ["explain", str(run), "--method", "filters", "--layer", "stem.0.conv",
                                       "--channels", "500", "--steps", "1"])
