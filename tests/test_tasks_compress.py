@@ -129,6 +129,30 @@ def test_the_model_counts_minus_log2_of_its_own_likelihoods_of_the_rounded_laten
     assert float(outputs[-1].mean()) == pytest.approx(float(bits) / (45 * 70), rel=1e-5)  # the map's mean is bpp
 
 
+def test_mixed_quantizer_trains_the_decoder_on_rounded_values_and_the_rate_on_noise() -> None:
+    """quantizer="mixed": in training the decoder gets round(y) (straight-through gradient), the rate
+    y + u; "noise" gives the decoder y + u too; evaluation rounds either way."""
+    torch.manual_seed(0)
+    x = _photo(32, 32)[None].float() / 255
+    seen = {}
+    for quantizer in ("noise", "mixed"):
+        model = create_model("compress_small", width=16, latent=8, quantizer=quantizer).train()
+        hook = model.decoder[0].register_forward_pre_hook(lambda _m, args, q=quantizer: seen.update({q: args[0]}))
+        x_in = x.clone().requires_grad_(True)
+        out = model(x_in)
+        out[:, :3].sum().backward()
+        hook.remove()
+        assert x_in.grad is not None and float(x_in.grad.abs().sum()) > 0  # the gradient reaches the encoder
+        with torch.no_grad():
+            y = model.encode(x)
+        if quantizer == "mixed":
+            assert torch.equal(seen[quantizer].detach(), torch.round(y))
+        else:
+            assert not torch.equal(seen[quantizer].detach(), torch.round(seen[quantizer].detach()))
+    with pytest.raises(CnnlabError, match="quantizer='ste' is not one of noise, mixed"):
+        create_model("compress_small", quantizer="ste")
+
+
 # --- real files -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", [(45, 70), (16, 16), (33, 17), (100, 130)])
 def test_decompress_of_compress_is_exactly_the_models_rounded_reconstruction(size: tuple[int, int]) -> None:

@@ -7,7 +7,10 @@ appendix 6.1, the "bmshj2018-factorized" model of CompressAI).
 - Quantisation: y_hat = round(y) when evaluating (what the file stores); in training, y + u with u
   uniform in [-0.5, 0.5): rounding has zero gradient, the noise has the same effect on the density
   (the density of y + u is the quantised probability mass smoothed over the bin), and it keeps the
-  gradient (Balle 2017, section 2.2).
+  gradient (Balle 2017, section 2.2). ``quantizer="mixed"`` keeps the noise for the rate only and gives
+  the decoder round(y) with a straight-through gradient (Minnen & Singh 2020; CompressAI's default for
+  its newer models): the decoder then trains on exactly the values a file stores, instead of noisy
+  ones it never sees again.
 - Entropy model: per latent channel, a learned cumulative density c(v) (a tiny monotone network,
   :class:`FactorizedDensity`); the probability of the integer bin around v is c(v + .5) - c(v - .5),
   and its -log2 is the number of bits an arithmetic coder spends on v. The same model gives the
@@ -40,7 +43,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import annotate_names
-from cnnlab.models._registry import register_model
+from cnnlab.models._registry import Backbone, register_model
 
 #: (kernel, stride, padding) of every conv of g_a; the transposed convs of g_s undo exactly this
 DOWN = (5, 2, 2)
@@ -192,7 +195,7 @@ def bits_map(likelihoods: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return spread[..., :h_img, :w_img]
 
 
-class FactorizedCompressor(nn.Module):
+class FactorizedCompressor(Backbone):
     """g_a, the quantiser, the factorized entropy model and g_s (see the module doc).
 
     Args:
@@ -201,12 +204,21 @@ class FactorizedCompressor(nn.Module):
         latent: channels M of the latent.
         init_scale: the spread of the entropy model's starting densities (Balle's 10 costs ~2 bpp at the
             start, which a long run unlearns; a short CPU run starts better near the untrained latent's ~1).
+        quantizer: in training, "noise" (the decoder and the rate both see y + u) or "mixed" (the rate
+            sees y + u, the decoder round(y) with a straight-through gradient). Evaluation always rounds.
     """
 
-    def __init__(self, in_channels: int = 3, *, width: int = 64, latent: int = 96, init_scale: float = 10.0) -> None:
+    QUANTIZERS = ("noise", "mixed")
+
+    def __init__(self, in_channels: int = 3, *, width: int = 64, latent: int = 96, init_scale: float = 10.0,
+                 quantizer: str = "noise") -> None:
         super().__init__()
         if width < 1 or latent < 1:
             raise CnnlabError(f"compressor: width and latent must be >= 1, got {width} and {latent}")
+        if quantizer not in self.QUANTIZERS:
+            raise CnnlabError(f"compressor: --model-arg quantizer={quantizer!r} is not one of "
+                              f"{', '.join(self.QUANTIZERS)}")
+        self.quantizer = quantizer
         self.in_channels = self.num_classes = in_channels  # the reconstruction's channels
         self.out_channels = in_channels + 1  # + the rate map
         self.width, self.latent = width, latent
@@ -250,16 +262,17 @@ class FactorizedCompressor(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         size = (x.shape[-2], x.shape[-1])
-        y_hat = self.quantize(self.encode(x))  # (N, M, h, w)
-        x_hat = self.decode(y_hat.to(x.dtype), size)  # (N, C, H, W)
+        y = self.encode(x)
+        y_hat = self.quantize(y)  # (N, M, h, w): what the rate is counted on
+        decoded = y_hat
+        if self.training and self.quantizer == "mixed":
+            decoded = y + (torch.round(y) - y).detach()  # round(y), with the identity's gradient
+        x_hat = self.decode(decoded.to(x.dtype), size)  # (N, C, H, W)
         rate = bits_map(self.entropy(y_hat), size)  # (N, 1, H, W), fp32
         return torch.cat([x_hat.float(), rate], dim=1)  # (N, C + 1, H, W)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model(tags=("compress",))
