@@ -208,7 +208,7 @@ def get_recipe(name: str) -> dict[str, Any]:
 # mini_xception with 4 box outputs + 6 class logits, L1 x 5 + (1 - GIoU) x 2 (DETR's weights) + class CE,
 # flips and translations of up to 4 px that move the boxes too. Sized from a 2-epoch smoke run at 32 px on
 # the busy 2-core Zen 3 (about 110 img/s with the per-epoch CAM evaluation): 3,600 x 15 epochs ~ 8 min.
-# Not measured in full yet.
+# Measured (287 s of training on one shared core): mean IoU 0.883, acc50 1.000; benchmarks/RESULTS.md.
 RECIPES["localize-shapes"] = {
     "task": "localize",
     "model": "mini_xception",
