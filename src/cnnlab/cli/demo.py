@@ -142,10 +142,11 @@ def write_samples(out: Path, count: int = 12) -> Path:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run directory to write (an earlier demo run there is continued).  [default: cnnlab-demo, "
                    "or cnnlab-demo-TASK for the other tasks]")
-@click.option("--epochs", type=int, help="[default: 10 classify, 16 segment, 6 superres and audio, 4 denoise and inpaint]")
+@click.option("--epochs", type=int, help="[default: 10 classify, 16 segment, 8 localize, 6 superres and audio, 4 denoise, "
+                                   "inpaint and compress]")
 @click.option("--images", type=int, help="How many shape images (audio: clips) to draw.  [default: 10000 classify, "
-              "4000 segment, 2000 the others]")
-@click.option("--size", type=int, help="Image size in pixels (not audio).  [default: 32, 64 superres/denoise/inpaint]")
+              "4000 segment and localize, 2000 the others]")
+@click.option("--size", type=int, help="Image size in pixels (not audio).  [default: 32, 64 superres/denoise/inpaint/compress]")
 @click.option("--widths", help="Model stage widths, comma-separated.  [default: 32,64,128 for classify]")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
