@@ -80,16 +80,24 @@ class RandomCrop:
         # fractions of the free range; turned into pixel offsets once the input's size is known
         return {"oy": torch.rand(n, generator=generator), "ox": torch.rand(n, generator=generator)}
 
-    def apply(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
+    def _offsets(self, params: dict[str, torch.Tensor], size: tuple[int, int], device: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """(oy, ox): per example, the input row and column that output row and column 0 show (negative
+        inside the padding), and the output's (H, W). ``apply`` and ``apply_boxes`` share them."""
+        h, w = size
         out_h, out_w = self.size or (h, w)
         p = self.padding
         if out_h > h + 2 * p or out_w > w + 2 * p:
             raise ValueError(f"RandomCrop size {(out_h, out_w)} exceeds the padded input {(h + 2 * p, w + 2 * p)}")
-        oy = (params["oy"].to(x.device) * (h + 2 * p - out_h + 1)).long().clamp_(max=h + 2 * p - out_h)
-        ox = (params["ox"].to(x.device) * (w + 2 * p - out_w + 1)).long().clamp_(max=w + 2 * p - out_w)
-        rows = oy[:, None] + torch.arange(out_h, device=x.device) - p  # (N, out_h) in padded-free coords
-        cols = ox[:, None] + torch.arange(out_w, device=x.device) - p
+        oy = (params["oy"].to(device) * (h + 2 * p - out_h + 1)).long().clamp_(max=h + 2 * p - out_h) - p
+        ox = (params["ox"].to(device) * (w + 2 * p - out_w + 1)).long().clamp_(max=w + 2 * p - out_w) - p
+        return oy, ox, (out_h, out_w)
+
+    def apply(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        oy, ox, (out_h, out_w) = self._offsets(params, (h, w), x.device)
+        rows = oy[:, None] + torch.arange(out_h, device=x.device)  # (N, out_h) in padded-free coords
+        cols = ox[:, None] + torch.arange(out_w, device=x.device)
         if self.mode == "reflect":
             return _gather(x, _reflect(rows, h), _reflect(cols, w))
         out = _gather(x, rows.clamp(0, h - 1), cols.clamp(0, w - 1))
@@ -103,14 +111,9 @@ class RandomCrop:
         """Boxes shifted by the crop's offset and clipped to the output (see ``clip_boxes``). With mode
         'reflect' the mirrored border can show copies of an object outside its box: use 'constant'
         for box targets."""
-        h, w = size
-        out_h, out_w = self.size or (h, w)
-        p = self.padding
-        # the offsets of ``apply``: output row i shows input row oy - p + i
-        oy = (params["oy"].to(boxes.device) * (h + 2 * p - out_h + 1)).long().clamp_(max=h + 2 * p - out_h) - p
-        ox = (params["ox"].to(boxes.device) * (w + 2 * p - out_w + 1)).long().clamp_(max=w + 2 * p - out_w) - p
+        oy, ox, out = self._offsets(params, size, boxes.device)  # output row i shows input row oy + i
         shift = torch.stack([ox, oy, ox, oy], dim=1).to(boxes.dtype)
-        return clip_boxes(boxes - shift, (out_h, out_w)), (out_h, out_w)
+        return clip_boxes(boxes - shift, out), out
 
 
 class HorizontalFlip:
