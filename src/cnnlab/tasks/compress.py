@@ -9,8 +9,8 @@ the paper-sized model). One lambda is one point of the rate-distortion curve; tr
 
 Metrics (validation: whole images, latent rounded as the file stores it):
 - ``bpp``: bits per pixel counted from the entropy model's likelihoods, -log2 p summed over the latent,
-  over the image's pixels (a real file from ``cnnlab compress`` adds a 30-byte header and at most ~32
-  bits of coder overhead: tests/test_tasks_compress.py pins it).
+  over the image's pixels (a real file from ``cnnlab compress`` adds a 26-byte header and at most 64
+  bits of coder state: tests/test_tasks_compress.py pins it).
 - ``psnr``: RGB (all channels), 0-255, no shave, of the reconstruction rounded to 8 bits.
 - ``jpeg_bpp`` / ``jpeg_psnr``: the baseline on the same images: Pillow's JPEG with 4:2:0 chroma
   subsampling and optimised Huffman tables, at the highest quality whose file (headers included) is no
