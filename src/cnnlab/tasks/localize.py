@@ -57,20 +57,23 @@ def box_area(b: torch.Tensor) -> torch.Tensor:
     return (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
 
 
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU (N,) of matching rows of two (N, 4) x1, y1, x2, y2 box sets; 0 where both boxes are empty."""
+def _intersection_union(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Areas (N,) of the intersection and the union of matching rows of two (N, 4) box sets."""
     wh = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0)
     inter = wh[:, 0] * wh[:, 1]
-    union = box_area(a) + box_area(b) - inter
+    return inter, box_area(a) + box_area(b) - inter
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU (N,) of matching rows of two (N, 4) x1, y1, x2, y2 box sets; 0 where both boxes are empty."""
+    inter, union = _intersection_union(a, b)
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
 
 
 def generalized_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """GIoU (N,) = IoU - (|C| - |A u B|) / |C|, C the smallest box enclosing both: in [-1, 1], and
     below 0 by how far apart non-overlapping boxes lie."""
-    wh = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0)
-    inter = wh[:, 0] * wh[:, 1]
-    union = box_area(a) + box_area(b) - inter
+    inter, union = _intersection_union(a, b)
     iou = inter / union.clamp(min=1e-12)
     cwh = (torch.maximum(a[:, 2:], b[:, 2:]) - torch.minimum(a[:, :2], b[:, :2])).clamp(min=0)
     hull = cwh[:, 0] * cwh[:, 1]
