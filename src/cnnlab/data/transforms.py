@@ -215,13 +215,13 @@ class Compose:
         return self.apply(self.sample(len(x), generator), x)
 
 
-def random_translate(image_size: tuple[int, int]) -> RandomCrop:
-    """Random translation by up to 1/8 of the image size (reflect padding): 4 px at 32x32, as in the
-    CIFAR ResNet recipe."""
-    return RandomCrop(padding=max(1, min(image_size) // 8))
+def random_translate(image_size: tuple[int, int], mode: str = "reflect") -> RandomCrop:
+    """Random translation by up to 1/8 of the image size (reflect padding, or ``mode``): 4 px at 32x32,
+    as in the CIFAR ResNet recipe."""
+    return RandomCrop(padding=max(1, min(image_size) // 8), mode=mode)
 
 
-def default_augmentation(image_size: tuple[int, int]) -> Compose:
+def default_augmentation(image_size: tuple[int, int], mode: str = "reflect") -> Compose:
     """The standard training augmentation: ``random_translate`` plus a horizontal flip."""
-    return Compose([random_translate(image_size), HorizontalFlip()])
+    return Compose([random_translate(image_size, mode), HorizontalFlip()])
 

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from cnnlab.errors import CnnlabError
 from cnnlab.tasks.base import Augment, Batch
 
-AUGMENTS = ("auto", "none", "flip", "crop", "flip-crop")
 TTA_MODES = ("none", "flip")
 
 
@@ -41,9 +40,9 @@ def shift_cells(info: dict[str, Any]) -> int:
 def make_augment(name: str, info: dict[str, Any]) -> Augment | None:
     """--augment for DCT inputs: 'flip', 'crop' (shifts on the 16-px grid), 'flip-crop' (= auto), 'none'."""
     from cnnlab.dct.augment import dct_flip_crop, hflip, random_crop
+    from cnnlab.train.augment import check_name
 
-    if name not in AUGMENTS:
-        raise CnnlabError(f"unknown augmentation {name!r}; choose from: {', '.join(AUGMENTS)}")
+    check_name(name)
     if name == "none":
         return None
     pad = shift_cells(info)

@@ -193,14 +193,6 @@ class LocalizeTask(Task):
             raise CnnlabError("localize needs images of one size; pass --image-size")
 
     # --- batches ---------------------------------------------------------------------------------
-    def make_augment(self, name: str) -> Augment | None:
-        from cnnlab.train.augment import AUGMENTS
-
-        if name not in AUGMENTS:
-            raise CnnlabError(f"unknown augmentation {name!r}; choose from: {', '.join(AUGMENTS)}")
-        name = self.default_augment if name == "auto" else name
-        return None if name == "none" else box_augment(name)
-
     def _batch(self, images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor | None) -> Batch:
         # target: (N, 5) normalised x1, y1, x2, y2 and the class (-1: the data has none)
         label = labels.float() if labels is not None else torch.full((len(boxes),), -1.0)
@@ -335,27 +327,7 @@ class LocalizeTask(Task):
         return line
 
 
-# ------------------------------------------------------------------------------- augment and files
-def box_augment(name: str) -> Augment:
-    """Flip and/or translate images and their boxes alike (``name``: flip, crop or flip-crop). The
-    translation pads with black (mode 'constant'): a mirrored border would show copies of the object
-    outside its box."""
-    from cnnlab.data.transforms import Compose, HorizontalFlip, RandomCrop
-
-    def augment(fields: Batch, kinds: dict[str, str], generator: torch.Generator) -> Batch:
-        image = fields["image"]
-        size = tuple(image.shape[-2:])
-        steps = [] if name == "flip" else [RandomCrop(padding=max(1, min(size) // 8), mode="constant")]
-        pipeline = Compose(steps + ([HorizontalFlip()] if name != "crop" else []))
-        params = pipeline.sample(len(image), generator)
-        out = dict(fields)
-        out["image"] = pipeline.apply(params, image)
-        out["boxes"] = pipeline.apply_boxes(params, fields["boxes"], size)[0]
-        return out
-
-    return augment
-
-
+# ------------------------------------------------------------------------------------------ files
 def outlined(image: torch.Tensor, boxes: list[tuple[list[float], tuple[int, int, int], str]]) -> Any:
     """uint8 (C, H, W) ``image`` as an RGB PIL image with each (box in pixels, colour, label) outlined."""
     import numpy as np

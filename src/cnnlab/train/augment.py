@@ -1,7 +1,8 @@
 """The training augmentation named by ``TrainConfig.augment``, built from ``cnnlab.data.transforms``.
 
 Random parameters are drawn once per example and applied to every image- and mask-kind field of the
-batch (labels pass through), so images and their targets stay aligned. 'auto' is the task's own
+batch, and to its boxes-kind fields (``apply_boxes``); labels pass through. So images and their
+targets stay aligned. 'auto' is the task's own
 choice (``Task.default_augment``).
 """
 
@@ -15,14 +16,20 @@ from cnnlab.tasks.base import Augment, Batch
 AUGMENTS = ("auto", "none", "flip", "crop", "flip-crop")
 
 
-def _pipeline(name: str, image_size: tuple[int, int]):  # type: ignore[no-untyped-def]
+def _pipeline(name: str, image_size: tuple[int, int], mode: str):  # type: ignore[no-untyped-def]
     from cnnlab.data.transforms import Compose, HorizontalFlip, default_augmentation, random_translate
 
     if name == "flip":
         return Compose([HorizontalFlip()])
     if name == "crop":
-        return Compose([random_translate(image_size)])
-    return default_augmentation(image_size)  # flip-crop
+        return Compose([random_translate(image_size, mode)])
+    return default_augmentation(image_size, mode)  # flip-crop
+
+
+def check_name(name: str) -> None:
+    """--augment must be one of ``AUGMENTS`` (image and DCT inputs share the names)."""
+    if name not in AUGMENTS:
+        raise CnnlabError(f"unknown augmentation {name!r}; choose from: {', '.join(AUGMENTS)}")
 
 
 def make_augment(name: str, default: str = "flip-crop") -> Augment | None:
@@ -31,17 +38,22 @@ def make_augment(name: str, default: str = "flip-crop") -> Augment | None:
     'crop' is a random translation by up to 1/8 of the batch's image size (reflect padding), 'flip' a
     left-right mirror with probability 1/2; 'flip-crop' both (the standard CIFAR recipe).
     """
-    if name not in AUGMENTS:
-        raise CnnlabError(f"unknown augmentation {name!r}; choose from: {', '.join(AUGMENTS)}")
+    check_name(name)
     name = default if name == "auto" else name
     if name == "none":
         return None
 
     def augment(fields: Batch, kinds: dict[str, str], generator: torch.Generator) -> Batch:
         spatial = [k for k in fields if kinds.get(k) in ("image", "mask")]
+        boxes = [k for k in fields if kinds.get(k) == "boxes"]
         first = fields[spatial[0]]
-        pipeline = _pipeline(name, tuple(first.shape[-2:]))
+        size = tuple(first.shape[-2:])
+        # with boxes, translations pad with black: a mirrored border would show copies of an object
+        # outside its box
+        pipeline = _pipeline(name, size, "constant" if boxes else "reflect")
         params = pipeline.sample(len(first), generator)
-        return {k: pipeline.apply(params, v) if k in spatial else v for k, v in fields.items()}
+        out = {k: pipeline.apply(params, v) if k in spatial else v for k, v in fields.items()}
+        out.update({k: pipeline.apply_boxes(params, fields[k], size)[0] for k in boxes})
+        return out
 
     return augment
