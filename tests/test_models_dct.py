@@ -91,6 +91,32 @@ def test_deconv_join_keeps_cb_and_cr_apart() -> None:
     assert torch.equal(a[:, 128:], b[:, 128:]) and torch.equal(a[:, :64], b[:, :64])  # Cr and Y do not
 
 
+
+@pytest.mark.parametrize("k", [1, 6, 16])
+def test_frequencies_keeps_the_k_lowest_zigzag_coefficients_of_y_cb_and_cr(k: int) -> None:
+    x = _packed(64, batch=1)
+    y, chroma = unpack(x)  # zig-zag order within each plane: index < k are the k lowest frequencies
+    join = UpsampleJoin("nearest", frequencies=k).eval()
+    out = join(x) * (1 + join.bn.eps) ** 0.5
+    assert join.out_channels == 3 * k and out.shape == (1, 3 * k, 8, 8)
+    torch.testing.assert_close(out[:, :k], y[:, :k])
+    torch.testing.assert_close(out[:, k:2 * k, ::2, ::2], chroma[:, :k])  # Cb
+    torch.testing.assert_close(out[:, 2 * k:, 1::2, 1::2], chroma[:, 64:64 + k])  # Cr
+    dropped = x.clone()
+    dropped[:, 256 + k:320] += 5.0  # Cb's higher frequencies
+    dropped[:, 4 * k:256] += 5.0  # Y's higher frequencies (packed channel = 4 * frequency + position)
+    with torch.no_grad():
+        assert torch.equal(join(dropped), join(x))
+
+
+def test_frequencies_reach_the_small_models_and_bad_values_are_refused() -> None:
+    for name in SMALL_DCT:
+        model = create_model(name, num_classes=3, frequencies=8, upsample="deconv").eval()
+        assert model.join.out_channels == 24 and model(_packed(64)).shape == (2, 3)
+    for bad in (0, 65, 2.5):
+        with pytest.raises(CnnlabError, match="between 1 and 64"):
+            UpsampleJoin(frequencies=bad)
+
 # --- the models ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ALL_DCT)

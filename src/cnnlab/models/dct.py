@@ -90,16 +90,23 @@ class UpsampleJoin(nn.Module):
 
     ``mode="nearest"`` repeats each chroma value 2x2 (no parameters); ``"deconv"`` is the paper's
     learned 2x2 stride-2 transposed conv, 64 filters each for Cb and Cr (``groups=2`` keeps them apart).
+    ``frequencies=k`` keeps only the first k zig-zag coefficients of each plane (the k lowest
+    frequencies; 3k channels out). Xu et al. ("Learning in the Frequency Domain", CVPR 2020) found
+    that CNNs lean on the low frequencies; on a few hundred photos the rest is mostly room to overfit.
     """
 
-    out_channels = _Y + _CHROMA
-
-    def __init__(self, mode: str = "nearest") -> None:
+    def __init__(self, mode: str = "nearest", frequencies: int = _Y) -> None:
         super().__init__()
+        if not isinstance(frequencies, int) or not 1 <= frequencies <= _Y:
+            raise CnnlabError(f"frequencies={frequencies!r}: keep between 1 and 64 zig-zag coefficients per plane "
+                              "(64 keeps them all, 16 the lowest quarter)")
+        self.frequencies = frequencies
+        self.out_channels = 3 * frequencies
+        chroma = 2 * frequencies
         if mode == "nearest":
             self.up: nn.Module = nn.Upsample(scale_factor=2, mode="nearest")
         elif mode == "deconv":
-            self.up = nn.ConvTranspose2d(_CHROMA, _CHROMA, 2, stride=2, groups=2)
+            self.up = nn.ConvTranspose2d(chroma, chroma, 2, stride=2, groups=2)
         else:
             raise CnnlabError(f"upsample={mode!r} is not a chroma upsampling: use 'nearest' or 'deconv'")
         self.merge = Concat()
@@ -107,7 +114,10 @@ class UpsampleJoin(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y, chroma = unpack(x)
-        return self.bn(self.merge(y, self.up(chroma)))  # (N, 64 + 128, H/8, W/8), Y first
+        k = self.frequencies
+        if k < _Y:
+            y, chroma = y[:, :k], torch.cat([chroma[:, :k], chroma[:, _Y:_Y + k]], dim=1)
+        return self.bn(self.merge(y, self.up(chroma)))  # (N, 3k, H/8, W/8): Y, Cb, Cr
 
 
 class LateConcatJoin(nn.Module):
@@ -271,12 +281,12 @@ def xception_stage(in_ch: int, width: int, depth: int, stride: int, order: str) 
 
 
 def mini_xception_dct_net(num_classes: int, *, widths: Sequence[int] = (128, 256, 512), depth: int = 2,
-                          dropout: float = 0.5, upsample: str = "nearest",
+                          dropout: float = 0.5, upsample: str = "nearest", frequencies: int = _Y,
                           order: str = "bn-relu-conv") -> DctNet:
     if depth < 1 or not widths:
         raise CnnlabError(f"mini_xception_dct needs depth >= 1 and at least one width, got depth={depth}, "
                           f"widths={tuple(widths)}")
-    join = UpsampleJoin(upsample)
+    join = UpsampleJoin(upsample, frequencies)
     stages, channels = [], join.out_channels
     for i, width in enumerate(widths):
         stages.append(xception_stage(channels, width, depth, 1 if i == 0 else 2, order))  # join is at H/8
@@ -285,13 +295,14 @@ def mini_xception_dct_net(num_classes: int, *, widths: Sequence[int] = (128, 256
 
 
 def resnet_dct_small_net(num_classes: int, *, widths: Sequence[int] = (64, 128, 256), depth: int = 2,
-                         shortcut: str = "pad", upsample: str = "nearest", dropout: float = 0.0) -> DctNet:
+                         shortcut: str = "pad", upsample: str = "nearest", frequencies: int = _Y,
+                         dropout: float = 0.0) -> DctNet:
     if depth < 1 or not widths:
         raise CnnlabError(f"resnet_dct_small needs depth >= 1 and at least one width, got depth={depth}, "
                           f"widths={tuple(widths)}")
     if shortcut not in ("projection", "pad"):
         raise CnnlabError(f"resnet_dct_small: shortcut must be 'projection' or 'pad', got {shortcut!r}")
-    join = UpsampleJoin(upsample)
+    join = UpsampleJoin(upsample, frequencies)
     stem = ConvNormAct(join.out_channels, widths[0], 3, padding=1)
     stages, channels = [], widths[0]
     for i, width in enumerate(widths):
