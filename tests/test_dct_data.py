@@ -183,3 +183,25 @@ def test_pixels_to_dct_encodes_like_the_file(tmp_path):
     encoded = PixelsToDct()(torch.tensor(pixels, dtype=torch.float32)[None])[0]
     assert (encoded - stored).abs().mean() < 0.5
     assert (encoded[:256] - stored[:256]).abs().max() < 2  # luma: rounding in the decoder and the file
+
+
+def test_augment_names_pick_cell_crops_or_pixel_shifts_of_rgbs_range() -> None:
+    from cnnlab.dct.augment import random_crop, random_shift
+    from cnnlab.tasks.dct_input import make_augment, shift_cells, shift_pixels
+
+    info = {"image_size": [224, 224], "input": "dct"}
+    assert shift_pixels(info) == 28 == 224 // 8 and shift_cells(info) == 2  # RGB's crop pads 224 // 8
+    torch.manual_seed(0)
+    x = torch.randn(4, 384, 14, 14)
+    kinds = {"dct": "dct", "label": "label"}
+
+    def run(name: str) -> torch.Tensor:
+        return make_augment(name, info)({"dct": x, "label": torch.zeros(4)}, kinds, torch.Generator().manual_seed(5))["dct"]
+
+    torch.testing.assert_close(run("shift"), random_shift(x, 28, torch.Generator().manual_seed(5)))
+    torch.testing.assert_close(run("crop"), random_crop(x, (14, 14), 2, torch.Generator().manual_seed(5)))
+    flipped = run("flip-shift")
+    assert flipped.shape == x.shape and not torch.allclose(flipped, run("shift"))
+    assert make_augment("none", info) is None
+    with pytest.raises(CnnlabError, match="unknown augmentation"):
+        make_augment("rotate", info)

@@ -401,3 +401,44 @@ def test_dct_flip_crop_flips_and_shifts_per_image() -> None:
     torch.testing.assert_close(shifted, augment.dct_flip_crop(x, torch.Generator().manual_seed(0), pad=1))
     assert shifted.shape == x.shape
     assert sum(bool((o == 0).all(dim=0).any()) for o in shifted) >= 8  # zero-filled cells appear
+
+
+def _moved(pixels: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``pixels`` moved down by dy and right by dx (negative: up / left), zeros coming in."""
+    out = np.zeros_like(pixels)
+    h, w = pixels.shape
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = pixels[max(-dy, 0):h - max(dy, 0),
+                                                                       max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
+def test_shift_equals_moving_the_decoded_pixels_by_any_even_amount() -> None:
+    x = random_packed(3, 2, 3, seed=11)
+    dy, dx = torch.tensor([4, -2, 10]), torch.tensor([-6, 2, 0])
+    out = augment.shift(x, dy, dx)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    for plane, moved in zip(layout.unpack(x), layout.unpack(out), strict=True):  # y, cb, cr
+        scale = 1 if plane.shape[-1] == 6 else 2  # chroma is at half resolution: half the pixels
+        for n in range(3):
+            want = _moved(scipy_idct_plane(plane[n].numpy()), int(dy[n]) // scale, int(dx[n]) // scale)
+            np.testing.assert_allclose(scipy_idct_plane(moved[n].numpy()), want, atol=1e-9)
+
+
+def test_random_shift_is_seeded_within_range_and_checks_its_arguments() -> None:
+    x = random_packed(1, 2, 2, seed=12).repeat(16, 1, 1, 1).float()
+    first = augment.random_shift(x, 4, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(first, augment.random_shift(x, 4, torch.Generator().manual_seed(0)))
+    assert not torch.equal(first, augment.random_shift(x, 4, torch.Generator().manual_seed(1)))
+    candidates = {(dy, dx): augment.shift(x[:1], torch.tensor([dy]), torch.tensor([dx]))[0]
+                  for dy in range(-4, 5, 2) for dx in range(-4, 5, 2)}
+    seen = set()
+    for image in first:  # each output is one of the 25 allowed shifts
+        hits = [d for d, c in candidates.items() if torch.allclose(image, c, atol=1e-3)]
+        assert len(hits) == 1
+        seen.add(hits[0])
+    assert len(seen) > 4
+    torch.testing.assert_close(augment.random_shift(x, 0, torch.Generator()), x, atol=1e-3, rtol=0)
+    with pytest.raises(CnnlabError, match="even"):
+        augment.random_shift(x, 3, torch.Generator())
+    with pytest.raises(CnnlabError, match="even"):
+        augment.shift(x[:2], torch.tensor([1, 0]), torch.tensor([0, 0]))

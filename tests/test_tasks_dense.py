@@ -78,6 +78,17 @@ def test_patches_and_flips_keep_image_and_mask_aligned() -> None:
     assert torch.equal(batch["target"], (batch["input"][:, 0] > 127).long())
 
 
+
+def test_shift_names_are_the_crop_names_on_images() -> None:
+    from cnnlab.train.augment import make_augment
+
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    kinds = {"image": "image"}
+    for shift, crop in (("shift", "crop"), ("flip-shift", "flip-crop")):
+        a = make_augment(shift)({"image": x}, kinds, torch.Generator().manual_seed(2))["image"]
+        b = make_augment(crop)({"image": x}, kinds, torch.Generator().manual_seed(2))["image"]
+        assert torch.equal(a, b) and not torch.equal(a, x)
+
 def test_superres_degradation_is_deterministic_by_seed_and_matches_pillow() -> None:
     from cnnlab.data.degrade import bicubic_resize
 

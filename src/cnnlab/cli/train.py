@@ -174,8 +174,10 @@ def parse_int_list(text: str, option: str) -> list[int]:
 @click.option("--task-arg", "task_args", multiple=True, metavar="KEY=VALUE",
               help="Extra task option (JSON value), repeatable: --task-arg speed=0.2 (audio augmentation: "
                    "speed, pitch, gain, noise, tilt, mix).")
-@click.option("--augment", type=click.Choice(["auto", "none", "flip", "crop", "flip-crop"]),
-              help="Training augmentation.  [default: auto]")
+@click.option("--augment", type=click.Choice(["auto", "none", "flip", "crop", "flip-crop", "shift", "flip-shift"]),
+              help="Training augmentation: flip, random translation by up to 1/8 of the size (crop), or "
+                   "both. With --input dct, crop moves whole 16-px cells and shift any even number of "
+                   "pixels (slower); on pixels they are the same.  [default: auto]")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
               help="Extra model keyword (JSON value), repeatable: --model-arg widths=[32,64].")
 @click.option("--recipe", help="Named set of training settings (cnnlab.train.recipes).")

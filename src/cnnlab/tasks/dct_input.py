@@ -37,15 +37,22 @@ def shift_cells(info: dict[str, Any]) -> int:
     return max(1, round(min(grid(info)) / 8))
 
 
+def shift_pixels(info: dict[str, Any]) -> int:
+    """Random-shift range in pixels for 'shift': RGB's 1/8 of the size, rounded to an even number."""
+    return 2 * max(1, round(min(info["image_size"]) / 16))
+
+
 def make_augment(name: str, info: dict[str, Any]) -> Augment | None:
-    """--augment for DCT inputs: 'flip', 'crop' (shifts on the 16-px grid), 'flip-crop' (= auto), 'none'."""
-    from cnnlab.dct.augment import dct_flip_crop, hflip, random_crop
+    """--augment for DCT inputs: 'flip', 'crop' (shifts on the 16-px grid), 'flip-crop' (= auto),
+    'shift' (shifts by any even number of pixels), 'flip-shift', 'none'."""
+    from cnnlab.dct.augment import dct_flip_crop, dct_flip_shift, hflip, random_crop, random_shift
     from cnnlab.train.augment import check_name
 
     check_name(name)
     if name == "none":
         return None
     pad = shift_cells(info)
+    pixels = shift_pixels(info)
 
     def flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         mirror = (torch.rand(len(x), generator=generator, device=generator.device) < 0.5).to(x.device)
@@ -56,6 +63,10 @@ def make_augment(name: str, info: dict[str, Any]) -> Augment | None:
             return flip(x, generator)
         if name == "crop":
             return random_crop(x, tuple(x.shape[-2:]), pad, generator)
+        if name == "shift":
+            return random_shift(x, pixels, generator)
+        if name == "flip-shift":
+            return dct_flip_shift(x, generator, pixels)
         return dct_flip_crop(x, generator, pad)
 
     def augment(fields: Batch, kinds: dict[str, str], generator: torch.Generator) -> Batch:

@@ -13,7 +13,9 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.tasks.base import Augment, Batch
 
-AUGMENTS = ("auto", "none", "flip", "crop", "flip-crop")
+# 'shift' / 'flip-shift' are 'crop' / 'flip-crop' on pixels, which move by whole pixels anyway; they
+# differ for DCT inputs, where 'crop' moves whole 16-px cells and 'shift' any even number of pixels.
+AUGMENTS = ("auto", "none", "flip", "crop", "flip-crop", "shift", "flip-shift")
 
 
 def _pipeline(name: str, image_size: tuple[int, int], mode: str):  # type: ignore[no-untyped-def]
@@ -21,9 +23,9 @@ def _pipeline(name: str, image_size: tuple[int, int], mode: str):  # type: ignor
 
     if name == "flip":
         return Compose([HorizontalFlip()])
-    if name == "crop":
+    if name in ("crop", "shift"):
         return Compose([random_translate(image_size, mode)])
-    return default_augmentation(image_size, mode)  # flip-crop
+    return default_augmentation(image_size, mode)  # flip-crop, flip-shift
 
 
 def check_name(name: str) -> None:
@@ -36,7 +38,8 @@ def make_augment(name: str, default: str = "flip-crop") -> Augment | None:
     """The augmentation ``name`` ('auto' = ``default``, the task's choice); None for 'none'.
 
     'crop' is a random translation by up to 1/8 of the batch's image size (reflect padding), 'flip' a
-    left-right mirror with probability 1/2; 'flip-crop' both (the standard CIFAR recipe).
+    left-right mirror with probability 1/2; 'flip-crop' both (the standard CIFAR recipe). On images
+    'shift' and 'flip-shift' are the same as 'crop' and 'flip-crop' (see ``AUGMENTS``).
     """
     check_name(name)
     name = default if name == "auto" else name
