@@ -9,8 +9,13 @@ RGB model, of its stem and first two stages alone (the part the coefficients rep
 DCT model.
 
     python benchmarks/jpeg_train_bench.py [--data DIR] [--epochs N] [--threads 2] [--out runs/jpeg-bench]
+                                          [--seeds 0,1,2] [--inputs rgb,dct] [--no-profile]
 
-The runs stay in --out (eval them on other photos: ``cnnlab eval OUT/dct --data PHOTOS``).
+``--seeds`` repeats the pair with other seeds; a seed picks both the split and the initial weights, so
+each seed is a new random 80/20 split with RGB and DCT on the same one (a paired comparison). Every
+run lands in OUT/{rgb,dct}-seedK and the table covers every finished run found there, so several
+processes (say one per seed, ``--threads 1`` each) can share one --out, and the last one to finish
+prints the whole table. The runs stay in --out (``cnnlab eval OUT/dct-seed0 --data PHOTOS``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "data" / "cats_vs_dogs"
 
 
-def train(recipe: str, data: str, out: Path, epochs: int | None, threads: int) -> dict:
+RECIPES = {"rgb": "catsdogs-rgb", "dct": "catsdogs-dct"}
+
+
+def train(recipe: str, data: str, out: Path, epochs: int | None, threads: int, seed: int) -> None:
     from cnnlab.data import load_data
     from cnnlab.train import TrainConfig, fit
     from cnnlab.train.recipes import get_recipe
@@ -47,11 +55,39 @@ def train(recipe: str, data: str, out: Path, epochs: int | None, threads: int) -
     load_data(data, "classify", val_split=overrides["val_split"], image_size=overrides["image_size"],
               options=overrides["data_options"])
     read_s = time.perf_counter() - start
-    fit(TrainConfig(task="classify", data=data, out=str(out), recipe=recipe, threads=threads, **overrides),
-        progress=False)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {"read_s": read_s, "rate": statistics.median(r["images_per_s"] for r in rows),
-            "top1": rows[-1]["val_top1"], "epochs": len(rows), "train_s": sum(r["seconds"] for r in rows)}
+    fit(TrainConfig(task="classify", data=data, out=str(out), recipe=recipe, threads=threads, seed=seed,
+                    **overrides), progress=False)
+    (out / "bench.json").write_text(json.dumps({"read_s": read_s, "threads": threads, "seed": seed}))
+
+
+def finished_runs(out: Path) -> dict[tuple[str, int], dict]:
+    """(input, seed) -> figures of every run in ``out`` that the benchmark finished."""
+    runs = {}
+    for bench in sorted(out.glob("*-seed*/bench.json")):
+        name, seed = bench.parent.name.split("-seed")
+        rows = [json.loads(line) for line in (bench.parent / "metrics.jsonl").read_text().splitlines()]
+        runs[name, int(seed)] = {**json.loads(bench.read_text()), "epochs": len(rows),
+                                 "rate": statistics.median(r["images_per_s"] for r in rows),
+                                 "top1": rows[-1]["val_top1"], "best": max(r["val_top1"] for r in rows),
+                                 "train_s": sum(r["seconds"] for r in rows)}
+    return runs
+
+
+def report(runs: dict[tuple[str, int], dict]) -> None:
+    print(f"{'run':12s} {'threads':>7s} {'read s':>7s} {'train img/s':>12s} {'train s':>8s} {'val top-1':>10s} {'best':>7s}")
+    for (name, seed), r in sorted(runs.items(), key=lambda item: (item[0][1], item[0][0] != "rgb")):
+        print(f"{name}-seed{seed:<4d} {r['threads']:7d} {r['read_s']:7.1f} {r['rate']:12.1f} {r['train_s']:8.0f} "
+              f"{r['top1']:10.4f} {r['best']:7.4f}")
+    pairs = [(runs["rgb", s], runs["dct", s]) for (name, s) in sorted(runs) if name == "rgb" and ("dct", s) in runs]
+    if not pairs:
+        return
+    gaps = [100 * (dct["top1"] - rgb["top1"]) for rgb, dct in pairs]
+    speed = [dct["rate"] / rgb["rate"] for rgb, dct in pairs]
+    spread = f" (sd {statistics.stdev(gaps):.1f}, {len(gaps)} seeds)" if len(gaps) > 1 else ""
+    print(f"DCT / RGB over {len(pairs)} paired seed(s): training {statistics.mean(speed):.2f}x images/s "
+          f"(range {min(speed):.2f}-{max(speed):.2f}x); top-1 {statistics.mean(gaps):+.1f} points{spread}; "
+          f"RGB mean {100 * statistics.mean(r['top1'] for r, _ in pairs):.1f}%, "
+          f"DCT mean {100 * statistics.mean(d['top1'] for _, d in pairs):.1f}%")
 
 
 def step_seconds(model: torch.nn.Module, x: torch.Tensor, rounds: int = 3) -> float:
@@ -87,19 +123,26 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="override the recipes' epochs (quick checks)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", default="runs/jpeg-bench")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (split + initial weights), e.g. 0,1,2")
+    parser.add_argument("--inputs", default="rgb,dct", help="which of rgb,dct to train for each seed")
+    parser.add_argument("--no-profile", action="store_true", help="skip the where-the-time-goes timing")
     args = parser.parse_args()
+    inputs = [name.strip() for name in args.inputs.split(",")]
+    if not set(inputs) <= set(RECIPES):
+        parser.error(f"--inputs {args.inputs!r}: choose from rgb,dct")
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds {args.seeds!r}: give whole numbers separated by commas, e.g. 0,1,2")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    results = {}
-    for name, recipe in (("rgb", "catsdogs-rgb"), ("dct", "catsdogs-dct")):
-        results[name] = train(recipe, args.data, out / name, args.epochs, args.threads)
-    rgb, dct = results["rgb"], results["dct"]
-    print(f"data {args.data}; CPU {cpu_name()}; {args.threads} threads; {rgb['epochs']} epochs each")
-    print(f"{'':6s} {'read s':>7s} {'train img/s':>12s} {'train s':>8s} {'val top-1':>10s}")
-    for name, r in results.items():
-        print(f"{name:6s} {r['read_s']:7.1f} {r['rate']:12.1f} {r['train_s']:8.0f} {r['top1']:10.4f}")
-    print(f"DCT / RGB: training {dct['rate'] / rgb['rate']:.2f}x images/s, reading {rgb['read_s'] / dct['read_s']:.2f}x "
-          f"faster, top-1 {100 * (dct['top1'] - rgb['top1']):+.1f} points")
+    for seed in seeds:
+        for name in inputs:
+            train(RECIPES[name], args.data, out / f"{name}-seed{seed}", args.epochs, args.threads, seed)
+    print(f"data {args.data}; CPU {cpu_name()}; runs in {out}")
+    report(finished_runs(out))
+    if args.no_profile:
+        return
     print("where the time goes (forward + backward, batch 32, 224 px, fp32, best of 3):")
     for label, seconds in where_time_goes():
         print(f"  {label:38s} {seconds * 1000:8.0f} ms")
