@@ -50,6 +50,13 @@ def hflip(x: torch.Tensor) -> torch.Tensor:
     return out * sign.to(device=x.device, dtype=x.dtype).view(1, CHANNELS, 1, 1)
 
 
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` mirrored (:func:`hflip`) with probability 1/2, drawn from ``generator``."""
+    _check_batch(x)
+    mirror = torch.rand(x.shape[0], generator=generator, device=generator.device) < 0.5
+    return torch.where(mirror.to(x.device).view(-1, 1, 1, 1), hflip(x), x)
+
+
 def random_crop(x: torch.Tensor, grid: tuple[int, int], pad: int, generator: torch.Generator) -> torch.Tensor:
     """A random (grid[0], grid[1])-cell window per image of ``x`` zero-padded by ``pad`` cells a side.
 
@@ -76,10 +83,7 @@ def random_crop(x: torch.Tensor, grid: tuple[int, int], pad: int, generator: tor
 def dct_flip_crop(x: torch.Tensor, generator: torch.Generator, pad: int = 1) -> torch.Tensor:
     """Per image: a horizontal flip with probability 1/2, then a random shift of up to ``pad`` cells
     (16 px each) each way, zero-filled; the output has the input's shape."""
-    _check_batch(x)
-    flip = torch.rand(x.shape[0], generator=generator, device=generator.device) < 0.5
-    flip = flip.to(x.device).view(-1, 1, 1, 1)
-    x = torch.where(flip, hflip(x), x)
+    x = random_flip(x, generator)
     return random_crop(x, (x.shape[2], x.shape[3]), pad, generator)
 
 
@@ -129,7 +133,7 @@ def shift(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
 def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
     """:func:`shift` by a random even (dy, dx) per image, each in [-pad, pad] (``pad`` even), from ``generator``.
 
-    What RGB's random crop of a zero-padded image does, on a 2-px grid instead of a 1-px one.
+    RGB's random crop on a 2-px grid instead of a 1-px one, filling mid grey where RGB reflects.
     """
     if pad < 0 or pad % 2:
         raise CnnlabError(f"random_shift: pad={pad} must be an even number of pixels >= 0 (chroma moves by pad / 2)")
@@ -141,7 +145,4 @@ def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch
 
 def dct_flip_shift(x: torch.Tensor, generator: torch.Generator, pad: int) -> torch.Tensor:
     """Per image: a horizontal flip with probability 1/2, then :func:`random_shift` by up to ``pad`` px."""
-    _check_batch(x)
-    flip = torch.rand(x.shape[0], generator=generator, device=generator.device) < 0.5
-    x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), hflip(x), x)
-    return random_shift(x, pad, generator)
+    return random_shift(random_flip(x, generator), pad, generator)

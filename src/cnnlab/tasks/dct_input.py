@@ -45,7 +45,7 @@ def shift_pixels(info: dict[str, Any]) -> int:
 def make_augment(name: str, info: dict[str, Any]) -> Augment | None:
     """--augment for DCT inputs: 'flip', 'crop' (shifts on the 16-px grid), 'flip-crop' (= auto),
     'shift' (shifts by any even number of pixels), 'flip-shift', 'none'."""
-    from cnnlab.dct.augment import dct_flip_crop, dct_flip_shift, hflip, random_crop, random_shift
+    from cnnlab.dct.augment import dct_flip_crop, dct_flip_shift, random_crop, random_flip, random_shift
     from cnnlab.train.augment import check_name
 
     check_name(name)
@@ -54,13 +54,9 @@ def make_augment(name: str, info: dict[str, Any]) -> Augment | None:
     pad = shift_cells(info)
     pixels = shift_pixels(info)
 
-    def flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        mirror = (torch.rand(len(x), generator=generator, device=generator.device) < 0.5).to(x.device)
-        return torch.where(mirror.view(-1, 1, 1, 1), hflip(x), x)
-
     def one(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if name == "flip":
-            return flip(x, generator)
+            return random_flip(x, generator)
         if name == "crop":
             return random_crop(x, tuple(x.shape[-2:]), pad, generator)
         if name == "shift":
