@@ -83,7 +83,11 @@ def report(runs: dict[tuple[str, int], dict]) -> None:
         return
     gaps = [100 * (dct["top1"] - rgb["top1"]) for rgb, dct in pairs]
     speed = [dct["rate"] / rgb["rate"] for rgb, dct in pairs]
-    spread = f" (sd {statistics.stdev(gaps):.1f}, {len(gaps)} seeds)" if len(gaps) > 1 else ""
+    spread = ""
+    if len(gaps) > 1:  # the standard error of the mean paired gap: how far the mean itself may be off
+        sd = statistics.stdev(gaps)
+        spread = (f" (sd {sd:.1f}, standard error {sd / len(gaps) ** 0.5:.1f}; DCT ahead on "
+                  f"{sum(g > 0 for g in gaps)}, tied on {sum(g == 0 for g in gaps)} of {len(gaps)} seeds)")
     print(f"DCT / RGB over {len(pairs)} paired seed(s): training {statistics.mean(speed):.2f}x images/s "
           f"(range {min(speed):.2f}-{max(speed):.2f}x); top-1 {statistics.mean(gaps):+.1f} points{spread}; "
           f"RGB mean {100 * statistics.mean(r['top1'] for r, _ in pairs):.1f}%, "
