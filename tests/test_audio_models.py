@@ -16,7 +16,7 @@ from cnnlab.models.audio import InstanceMelNorm, LogMel, SpecAugment
 
 
 def test_widths_typed_as_a_comma_list_build_the_same_model() -> None:
-    a = create_model("m5", widths="32,32", num_classes=3)  # --model-arg widths=32,32 arrives as a string
+    a = create_model("m5", widths="32,32", num_classes=3)  # the comma string, as a Python caller may give it
     b = create_model("m5", widths=[32, 32], num_classes=3)
     assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
     for bad in ("32,x", "32.5,8", [16, -1], "", 7):

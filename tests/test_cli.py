@@ -55,6 +55,9 @@ def test_key_values_parse_json_and_refuse_broken_json() -> None:
         "widths": [8, 16], "act": "gelu", "project": False}
     with pytest.raises(CnnlabError, match=r"--set 'widths=\[1,2': the value is not valid JSON"):
         parse_key_values(("widths=[1,2",), "--set", "x=1")  # used to pass on as the string '[1,2'
+    # numbers typed with commas are a list for every builder; other commas stay a string
+    assert parse_key_values(("widths=32,64", "rates=0.5,2", "names=a,b", "mixed=1,x"), "--set", "x=1") == {
+        "widths": [32, 64], "rates": [0.5, 2], "names": "a,b", "mixed": "1,x"}
 
 
 def test_an_output_path_blocked_by_a_file_is_one_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

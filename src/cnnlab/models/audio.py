@@ -284,9 +284,9 @@ class WaveCNN(Backbone):
         return self.stages(self.stem[1:](x))
 
 
-
 def _int_list(name: str, value: object) -> list[int]:
-    """A list of positive integers from a sequence, or from "32,64" as typed after --model-arg."""
+    """A list of positive integers from a sequence or a "32,64" string (--model-arg already turns
+    widths=32,64 into a list; Python callers may still pass the string)."""
     items = value.split(",") if isinstance(value, str) else value
     try:
         numbers = [int(v) for v in items]  # type: ignore[union-attr]
