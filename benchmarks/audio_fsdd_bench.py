@@ -22,15 +22,17 @@ import argparse
 import dataclasses
 import io
 import json
-import platform
+import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dense_runs import cpu_name  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd" / "recordings"
 SPEAKERS = ("george", "jackson", "nicolas", "yweweler")
@@ -39,16 +41,6 @@ MODELS = ("raw", "mel", "svm")
 # The raw-waveform network: the recipe's M5 widths, window, augmentation, optimiser and epochs, but on
 # samples (an 80-tap strided stem convolution instead of the log-mel front end; no mel options apply).
 RAW_MODEL = {"frontend": "raw"}
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    name = fields.get("Model name", "unknown CPU").strip()
-    return f"{name}, {fields.get('CPU(s)', '?').strip()} CPU(s)"
 
 
 def train_network(kind: str, speaker: str, data: Path, work: Path, quick: bool, threads: int) -> tuple[float, float]:
@@ -150,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("the SVM baseline needs scikit-learn: pip install scikit-learn (or --models raw,mel)")
     torch.set_num_threads(args.threads)
     work = args.keep or Path(tempfile.mkdtemp(prefix="fsdd_bench_"))
-    machine = f"{cpu_name()}; torch {torch.__version__}, {args.threads} thread(s)"
+    machine = f"{cpu_name()}, {os.cpu_count()} CPU(s); torch {torch.__version__}, {args.threads} thread(s)"
     print(f"# FSDD leave-one-speaker-out, {machine}{' (quick)' if args.quick else ''}", flush=True)
     print(f"{'held out':<10}" + "".join(f"{m + ' acc':>10}{m + ' s':>9}" for m in models), flush=True)
     rows = []
