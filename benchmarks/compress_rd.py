@@ -68,6 +68,7 @@ def run_points(run, images: list[torch.Tensor]) -> dict[str, float]:
 
 def jpeg_curve(images: list[torch.Tensor], qualities: list[int]) -> list[tuple[int, float, float]]:
     """(quality, mean bpp, mean PSNR) of JPEG over ``images`` at each quality."""
+    from cnnlab.app.compress import file_bpp
     from cnnlab.tasks import restore
     from cnnlab.tasks.compress import jpeg_bytes, jpeg_decode
 
@@ -76,7 +77,7 @@ def jpeg_curve(images: list[torch.Tensor], qualities: list[int]) -> list[tuple[i
         bpp = psnr = 0.0
         for image in images:
             data = jpeg_bytes(image, q)
-            bpp += len(data) * 8 / (image.shape[-2] * image.shape[-1])
+            bpp += file_bpp(data, image)  # all the file's bits, headers included, as for the model's files
             psnr += float(restore.psnr_8bit(jpeg_decode(data, image.shape[0])[None].float() / 255, image[None])[0])
         rows.append((q, bpp / len(images), psnr / len(images)))
     return rows
