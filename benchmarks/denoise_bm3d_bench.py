@@ -18,13 +18,18 @@ BM3D runs on one thread (numpy/scipy), ~10-30 s per 481x321 colour image on a Ze
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 from cnnlab._runtime import tune_openmp_env
 
 tune_openmp_env()  # as the CLI does, before torch loads
 
 import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dense_runs import cpu_name  # noqa: E402
 
 
 def main() -> None:
@@ -82,7 +87,8 @@ def main() -> None:
     mean = [sum(r[k] for r in rows) / len(rows) for k in range(3)]
     wins = sum(r[1] > r[2] for r in rows)
     print(f"\n{n} validation images of {args.data} (the run's own held-out split), Gaussian sigma {sigma:g}, "
-          "PSNR on RGB, 0-255, no shave, 8-bit rounded, mean over images:")
+          f"PSNR on RGB, 0-255, no shave, 8-bit rounded, mean over images; CPU {cpu_name()}, {args.threads} "
+          "torch thread(s):")
     print("| method | PSNR dB | s/image |")
     print("|---|---|---|")
     print(f"| noisy input | {mean[0]:.2f} | |")
